@@ -1,0 +1,32 @@
+"""Evaluation of a model on a loader: mean loss, accuracy, balanced accuracy, confusion matrix."""
+import torch
+from torch.nn import functional as F
+
+from utils.metrics import ConfusionMeter
+from utils.runtime import Precision
+
+
+def to_device(batch: dict, device: torch.device):
+    """(images [B, C, H, W], labels [B]) of a dataset batch dict, on `device`."""
+    non_blocking = device.type == "cuda"
+    return (batch["image"].to(device, non_blocking=non_blocking),
+            batch["label"].to(device, non_blocking=non_blocking))
+
+
+@torch.inference_mode()
+def evaluate_model(model, loader, device, num_classes, precision=Precision()) -> dict:
+    """Run `model.eval()` over `loader`; returns loss (mean cross-entropy without smoothing),
+    accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes])."""
+    model.eval()
+    meter = ConfusionMeter(num_classes)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    for batch in loader:
+        images, labels = to_device(batch, device)
+        with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
+            logits = model(images)
+        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+        meter.update(labels, logits.argmax(dim=1))
+    confusion = meter.compute()
+    total = int(confusion.sum())
+    return {"loss": loss_sum.item() / max(total, 1), "accuracy": meter.accuracy(),
+            "balanced_accuracy": meter.balanced_accuracy(), "confusion": confusion}

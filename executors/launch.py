@@ -1,0 +1,79 @@
+"""What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
+import os
+from pathlib import Path
+
+import torch
+from easydict import EasyDict
+
+from datasets.loaders import build_loader, build_loaders, dataset_class
+from datasets.transforms import build_transforms
+from executors.checkpoint import load_checkpoint, load_model_weights
+from executors.evaluation import evaluate_model
+from executors.run_dir import new_run_dir, resume_checkpoint
+from executors.trainer import Trainer
+from models.registry import build_model
+from utils.config import apply_overrides
+from utils.runtime import resolve_device, resolve_precision
+
+
+def train_experiment(cfg, resume=None) -> dict:
+    """Train `cfg` in a new run directory, or continue the run of `resume` ("auto" or a path).
+
+    Data and model are checked before any directory is made, so a bad config or a missing
+    dataset leaves nothing behind. A resumed run keeps writing into its own directory
+    unless that is read-only (e.g. a Kaggle input), then into a new one.
+    """
+    checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
+    train_loader, test_loader, class_names = build_loaders(cfg)
+    trainer = Trainer(cfg, train_loader, test_loader, class_names)
+    if checkpoint is not None:
+        trainer.load_model(checkpoint)
+    if checkpoint is not None and os.access(checkpoint.parent, os.W_OK):
+        run_dir = checkpoint.parent
+    else:
+        run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
+    print(f"Run directory: {run_dir}")
+    return trainer.fit(run_dir)
+
+
+def overfit_experiment(cfg, steps=None) -> dict:
+    """Memorise one training batch (Trainer.overfitting_on_batch); returns steps, accuracy, loss."""
+    train_loader, test_loader, class_names = build_loaders(cfg)
+    return Trainer(cfg, train_loader, test_loader, class_names).overfitting_on_batch(steps)
+
+
+def load_trained(checkpoint, overrides=()):
+    """(cfg, model in eval mode on its device, class names) from a checkpoint.
+
+    `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine.
+    """
+    state = load_checkpoint(checkpoint)
+    cfg = EasyDict(state["config"])
+    apply_overrides(cfg, overrides)
+    device = resolve_device(cfg.device)
+    model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
+    load_model_weights(model, state, checkpoint)
+    return cfg, model.to(device).eval(), state["class_names"]
+
+
+def evaluate_checkpoint(checkpoint, overrides=()):
+    """(metrics, class names) of a checkpoint on the test split; metrics as evaluate_model."""
+    cfg, model, class_names = load_trained(checkpoint, overrides)
+    device = next(model.parameters()).device
+    loader = build_loader(cfg, "test")
+    metrics = evaluate_model(model, loader, device, len(class_names), resolve_precision(cfg.train.amp, device))
+    return metrics, class_names
+
+
+def predict_images(checkpoint, image_paths, top_k=3):
+    """For each image path: list of (class name, probability) for the top_k classes."""
+    cfg, model, class_names = load_trained(checkpoint)
+    device = next(model.parameters()).device
+    dataset = dataset_class(cfg.data.name)
+    transform = build_transforms(cfg.data.transforms.test, cfg.data.mean, cfg.data.std)
+    batch = torch.stack([transform(dataset.load_image_for_inference(Path(p))) for p in image_paths])
+    with torch.inference_mode():
+        probabilities = torch.softmax(model(batch.to(device)).float(), dim=1).cpu()
+    top = probabilities.topk(min(top_k, len(class_names)), dim=1)
+    return [[(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
+            for values, indices in zip(top.values, top.indices)]

@@ -1,0 +1,80 @@
+"""The optimisation recipe: optimizer, learning rate (direct or linearly scaled), schedule.
+
+The schedule is stepped once per iteration: linear warmup over `warmup_epochs`, then cosine
+decay to zero (or a constant lr). With W warmup steps and N steps in all, the k-th
+optimizer step (k = 1..N) uses
+    lr_k = lr * k / W                                   for k <= W,
+    lr_k = lr * (1 + cos(pi * (k - 1 - W) / (N - W))) / 2   after warmup (cosine),
+as in He et al., "Bag of Tricks", section 3.
+"""
+import difflib
+import math
+
+import torch
+
+from utils.errors import ConfigError
+
+SCHEDULES = ("cosine", "constant")
+
+
+def resolve_lr(train_cfg) -> float:
+    """train.lr, or base_lr * batch_size / base_batch_size when train.lr_scaling is set."""
+    scaling = train_cfg.lr_scaling
+    if scaling is None:
+        return float(train_cfg.lr)
+    return float(scaling["base_lr"]) * train_cfg.batch_size / float(scaling["base_batch_size"])
+
+
+def parameter_groups(model, train_cfg):
+    """Param groups: with no_bias_decay, weight decay only where model.weight_decay_params() says."""
+    if not train_cfg.no_bias_decay:
+        return [{"params": [p for p in model.parameters() if p.requires_grad],
+                 "weight_decay": train_cfg.weight_decay}]
+    wo_decay, w_decay = model.weight_decay_params()
+    return [{"params": w_decay, "weight_decay": train_cfg.weight_decay},
+            {"params": wo_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(model, train_cfg) -> torch.optim.Optimizer:
+    """torch.optim.<train.optimizer>(groups, lr=resolve_lr(...), **train.optimizer_args)."""
+    name = train_cfg.optimizer
+    if not hasattr(torch.optim, name) or not isinstance(getattr(torch.optim, name), type):
+        choices = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)]
+        close = difflib.get_close_matches(str(name), choices, n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(f"Unknown optimizer train.optimizer='{name}'.{hint}")
+    try:
+        return getattr(torch.optim, name)(parameter_groups(model, train_cfg), lr=resolve_lr(train_cfg),
+                                          **(train_cfg.optimizer_args or {}))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"train.optimizer_args {train_cfg.optimizer_args} do not suit {name}: {error}.") from None
+
+
+def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str) -> float:
+    """Factor of the base lr for the optimizer step that follows `step` earlier steps (0-based)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+class WarmupSchedule:
+    """Picklable lr lambda for torch.optim.lr_scheduler.LambdaLR (see lr_multiplier)."""
+
+    def __init__(self, warmup_steps, total_steps, schedule):
+        self.warmup_steps, self.total_steps, self.schedule = warmup_steps, total_steps, schedule
+
+    def __call__(self, step):
+        return lr_multiplier(step, self.warmup_steps, self.total_steps, self.schedule)
+
+
+def build_scheduler(optimizer, train_cfg, steps_per_epoch: int):
+    """LambdaLR stepped every iteration over train.epochs * steps_per_epoch steps."""
+    if train_cfg.scheduler not in SCHEDULES:
+        raise ConfigError(f"train.scheduler='{train_cfg.scheduler}' is not one of {', '.join(SCHEDULES)}.")
+    total_steps = train_cfg.epochs * steps_per_epoch
+    warmup_steps = min(total_steps, round(train_cfg.warmup_epochs * steps_per_epoch))
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupSchedule(warmup_steps, total_steps, train_cfg.scheduler))

@@ -1,0 +1,44 @@
+"""Where a run writes: `<exp_dir>/<exp_name>[_N]/`, never overwriting an earlier run."""
+from pathlib import Path
+
+from utils.errors import CheckpointError
+
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+def new_run_dir(exp_dir, exp_name) -> Path:
+    """Create and return `<exp_dir>/<exp_name>`, or `<exp_name>_1`, `_2`, ... if taken."""
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    candidate, suffix = exp_dir / exp_name, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            suffix += 1
+            candidate = exp_dir / f"{exp_name}_{suffix}"
+
+
+def runs_of(exp_dir, exp_name):
+    """Existing run directories of `exp_name`, newest last (by last.pt modification time)."""
+    exp_dir = Path(exp_dir)
+    dirs = [exp_dir / exp_name] + sorted(exp_dir.glob(f"{exp_name}_*"))
+    with_ckpt = [d for d in dirs if (d / LAST).is_file() and
+                 (d.name == exp_name or d.name[len(exp_name) + 1:].isdigit())]
+    return sorted(with_ckpt, key=lambda d: (d / LAST).stat().st_mtime)
+
+
+def resume_checkpoint(exp_dir, exp_name, resume) -> Path:
+    """`--resume auto`: the newest run's last.pt; `--resume PATH`: that file (or PATH/last.pt)."""
+    if resume == "auto":
+        runs = runs_of(exp_dir, exp_name)
+        if not runs:
+            raise CheckpointError(
+                f"--resume auto found no {LAST} under {Path(exp_dir) / exp_name}[_N]: "
+                f"start without --resume, or pass --resume PATH to a checkpoint."
+            )
+        return runs[-1] / LAST
+    path = Path(resume)
+    return path / LAST if path.is_dir() else path

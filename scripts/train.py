@@ -1,0 +1,25 @@
+"""Train a model: python scripts/train.py --cfg NAME [--set KEY=VALUE ...] [--resume auto|PATH]."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from executors.launch import train_experiment  # noqa: E402
+from utils.cli import ArgumentParser, run  # noqa: E402
+from utils.config import load_config  # noqa: E402
+
+
+def main():
+    parser = ArgumentParser(description=__doc__)
+    parser.add_argument("--cfg", required=True, help="config name: configs/NAME_cfg.py (or a .py path)")
+    parser.add_argument("--resume", metavar="auto|PATH",
+                        help="continue a run: 'auto' for this experiment's newest last.pt, or a checkpoint")
+    parser.add_overrides()
+    args = parser.parse_args()
+    summary = train_experiment(load_config(args.cfg, args.set), resume=args.resume)
+    print(f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}; "
+          f"final {summary['final_test_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    run(main)

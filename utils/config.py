@@ -1,0 +1,126 @@
+"""Load experiment configs and apply `--set KEY=VALUE` overrides with validation.
+
+A config is a module `configs/<name>_cfg.py` exposing `cfg`, an EasyDict. Overrides use
+dotted keys (`train.lr=0.05`, `data.md5=None`); values parse as Python literals, else as
+strings. Unknown keys and values of the wrong type raise ConfigError before any work starts.
+"""
+import ast
+import copy
+import difflib
+import importlib.util
+from pathlib import Path
+
+from easydict import EasyDict
+
+from utils.errors import ConfigError
+
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+_SUFFIX = "_cfg.py"
+
+
+def available_configs():
+    """Names accepted by `--cfg`, sorted."""
+    return sorted(p.name[: -len(_SUFFIX)] for p in CONFIGS_DIR.glob("*" + _SUFFIX))
+
+
+def load_config(name, overrides=()):
+    """Return a deep copy of `configs/<name>_cfg.py:cfg` with `overrides` applied.
+
+    `name` may also be the path of a `.py` file that defines `cfg`.
+    """
+    path = Path(name) if name.endswith(".py") else CONFIGS_DIR / f"{name}{_SUFFIX}"
+    if not path.is_file():
+        close = difflib.get_close_matches(name, available_configs(), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ConfigError(
+            f"No config named '{name}' (looked for {path}).{hint} "
+            f"Available configs: {', '.join(available_configs())}."
+        )
+    module_name = f"configs.{path.stem}" if path.parent == CONFIGS_DIR else path.stem
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not isinstance(getattr(module, "cfg", None), dict):
+        raise ConfigError(f"Config file {path} does not define a dict named `cfg`.")
+    cfg = EasyDict(copy.deepcopy(module.cfg))
+    apply_overrides(cfg, overrides)
+    return cfg
+
+
+def parse_value(text):
+    """`'0.1'` -> 0.1, `'[1, 2]'` -> [1, 2], `'None'` -> None, `'adam'` -> 'adam'."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def dotted_keys(tree, prefix=""):
+    """All dotted keys of a nested dict, leaves and inner nodes alike."""
+    keys = []
+    for key, value in tree.items():
+        full = f"{prefix}{key}"
+        keys.append(full)
+        if isinstance(value, dict):
+            keys.extend(dotted_keys(value, full + "."))
+    return keys
+
+
+def _find_parent(cfg, dotted_key):
+    """Return (parent dict, key) for `dotted_key`; keys may themselves contain dots."""
+    node, rest = cfg, dotted_key
+    while True:
+        if not isinstance(node, dict):
+            return None, None
+        if rest in node:
+            return node, rest
+        heads = [k for k in node if rest.startswith(f"{k}.")]
+        if not heads:
+            return None, None
+        head = max(heads, key=len)
+        node, rest = node[head], rest[len(head) + 1:]
+
+
+def _check_type(key, old, new):
+    """Return `new` converted to the type of `old`, or raise ConfigError."""
+    if old is None or new is None:
+        return new
+    if isinstance(old, bool) or isinstance(new, bool):
+        if isinstance(old, bool) and isinstance(new, bool):
+            return new
+    elif isinstance(old, float) and isinstance(new, int):
+        return float(new)
+    elif isinstance(old, (list, tuple)) and isinstance(new, (list, tuple)):
+        return type(old)(new)
+    elif isinstance(old, dict) and isinstance(new, dict):
+        return EasyDict(new)
+    elif isinstance(new, type(old)):
+        return new
+    raise ConfigError(
+        f"Config key '{key}' expects a value of type {type(old).__name__} "
+        f"(current value {old!r}), got {new!r} of type {type(new).__name__}."
+    )
+
+
+def apply_overrides(cfg, overrides):
+    """Apply `KEY=VALUE` strings to `cfg` in place."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"Override '{item}' is not of the form KEY=VALUE (e.g. train.lr=0.05).")
+        parent, leaf = _find_parent(cfg, key)
+        if parent is None:
+            close = difflib.get_close_matches(key, dotted_keys(cfg), n=3, cutoff=0.6)
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            raise ConfigError(f"Unknown config key '{key}'.{hint}")
+        parent[leaf] = _check_type(key, parent[leaf], parse_value(text.strip()))
+
+
+def to_plain(value):
+    """Nested EasyDict/tuple config -> plain dicts and lists (JSON- and torch.load-safe)."""
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    return value
