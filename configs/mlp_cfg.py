@@ -3,7 +3,7 @@ import copy
 
 from easydict import EasyDict
 
-from configs.kmnist_data_cfg import data_cfg
+from configs.kmnist_data import data_cfg
 from configs.paths import RUNS_DIR
 
 cfg = EasyDict(
