@@ -1,0 +1,38 @@
+"""Sections every experiment shares; an experiment config copies them and changes a few keys."""
+from easydict import EasyDict
+
+from configs.paths import RUNS_DIR
+
+top_level_defaults = dict(
+    exp_dir=RUNS_DIR,
+    seed=0,
+    device="auto",  # auto | cpu | cuda | cuda:N | mps
+)
+
+train_defaults = EasyDict(
+    epochs=10,
+    batch_size=64,
+    optimizer="SGD",  # any torch.optim class name
+    optimizer_args={"momentum": 0.9},
+    lr=0.1,
+    # None, or {"base_lr": 0.1, "base_batch_size": 256}: lr = base_lr * batch_size / base_batch_size
+    lr_scaling=None,
+    weight_decay=0.0,
+    no_bias_decay=False,  # True: weight decay only on conv and linear weights
+    scheduler="constant",  # cosine | constant; stepped every iteration
+    warmup_epochs=0.0,  # linear warmup, stepped every iteration
+    label_smoothing=0.0,
+    amp="auto",  # auto | bf16 | fp16 | off (auto: bf16 on capable GPUs, fp16 on older ones, off on CPU)
+    grad_clip_norm=None,
+    confusion_matrix_every_epoch=False,
+    overfit_batch_steps=500,
+)
+
+logger_defaults = EasyDict(
+    backend="mlflow",  # mlflow | neptune | tensorboard | none
+    experiment="default",
+    tracking_uri=None,  # None: sqlite:///<exp_dir>/mlflow.db
+    neptune_project=None,  # "workspace/project" for a self-hosted or archived project
+    neptune_mode=None,  # None: offline unless a project and NEPTUNE_API_TOKEN are given
+    flush_every=200,  # buffered per-step metrics are written in batches of this many steps
+)

@@ -1,0 +1,8 @@
+"""ResNet-D alone: the base ResNet-50 recipe with only the D tweak of the architecture."""
+import copy
+
+from configs.resnet50_cfg import cfg as base_cfg
+
+cfg = copy.deepcopy(base_cfg)
+cfg.exp_name = "resnet50_d"
+cfg.model.variant = "D"

@@ -1,0 +1,46 @@
+"""Colour jitter by factors, as the Bag of Tricks paper states it (section 2.1, step 3):
+"scale hue, saturation, and brightness with coefficients uniformly drawn from [0.6, 1.4]".
+
+torchvision's ColorJitter draws brightness and saturation as factors but hue as an
+*offset* in [-0.5, 0.5] of the colour wheel, so `ColorJitter(hue=...)` cannot express a hue
+factor. Here all three are factors: brightness multiplies RGB, saturation blends with the
+grey image (torchvision's adjust_saturation, a factor), and hue multiplies the HSV hue
+channel (an angle in [0, 1) turns, kept in range modulo one turn). The three adjustments
+are applied in a random order, like torchvision's ColorJitter.
+"""
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+
+def scale_hue(image: Image.Image, factor: float) -> Image.Image:
+    """RGB PIL image with its HSV hue multiplied by `factor` (modulo one turn)."""
+    hue, saturation, value = image.convert("HSV").split()
+    scaled = (np.asarray(hue, dtype=np.float32) * factor).round().astype(np.int64) % 256
+    return Image.merge("HSV", (Image.fromarray(scaled.astype(np.uint8), "L"), saturation, value)).convert("RGB")
+
+
+class ColorJitterFactor(torch.nn.Module):
+    """Multiply brightness, saturation and hue of an RGB PIL image by random factors.
+
+    Args: brightness, saturation, hue: (low, high) ranges of the factors, e.g. (0.6, 1.4);
+    None leaves that property unchanged.
+    """
+
+    def __init__(self, brightness=(0.6, 1.4), saturation=(0.6, 1.4), hue=(0.6, 1.4)):
+        super().__init__()
+        self.ranges = {"brightness": brightness, "saturation": saturation, "hue": hue}
+        self.adjust = {"brightness": TF.adjust_brightness, "saturation": TF.adjust_saturation, "hue": scale_hue}
+
+    def forward(self, image: Image.Image) -> Image.Image:
+        for index in torch.randperm(3).tolist():
+            name = ("brightness", "saturation", "hue")[index]
+            if self.ranges[name] is not None:
+                low, high = self.ranges[name]
+                factor = float(torch.empty(1).uniform_(low, high))
+                image = self.adjust[name](image, factor)
+        return image
+
+    def __repr__(self):
+        return f"{type(self).__name__}({', '.join(f'{k}={v}' for k, v in self.ranges.items())})"
