@@ -20,31 +20,38 @@ def dataset_class(name):
     return DATASETS[name]
 
 
-def resolve_normalization(data_cfg):
-    """Fill data.mean/std from the training split's pixel statistics when they are None."""
-    if data_cfg.mean is None or data_cfg.std is None:
-        mean, std = dataset_class(data_cfg.name)(data_cfg, "train").pixel_statistics()
-        data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
-        print(f"{data_cfg.name} training-set statistics: mean={data_cfg.mean} std={data_cfg.std}")
-
-
 def build_dataset(data_cfg, split):
     """The `split` ("train" | "test") dataset with its configured transforms."""
     transforms = build_transforms(data_cfg.transforms[split], data_cfg.mean, data_cfg.std)
     return dataset_class(data_cfg.name)(data_cfg, split, transforms)
 
 
-def build_loader(cfg, split, batch_size=None):
-    """DataLoader over `split`; the training loader shuffles and drops no images."""
-    dataset = build_dataset(cfg.data, split)
+def make_loader(dataset, cfg, split, batch_size=None):
+    """DataLoader over `dataset`; the training split is shuffled."""
     workers = cfg.data.num_workers
     return DataLoader(dataset, batch_size=batch_size or cfg.train.batch_size, shuffle=split == "train",
                       num_workers=workers, pin_memory=torch.cuda.is_available(),
-                      persistent_workers=False, prefetch_factor=4 if workers else None)
+                      prefetch_factor=4 if workers else None)
+
+
+def build_loader(cfg, split, batch_size=None):
+    """DataLoader over the `split` dataset of cfg.data."""
+    return make_loader(build_dataset(cfg.data, split), cfg, split, batch_size)
 
 
 def build_loaders(cfg):
-    """(train_loader, test_loader, class_names); resolves data.mean/std first."""
-    resolve_normalization(cfg.data)
-    train_loader, test_loader = build_loader(cfg, "train"), build_loader(cfg, "test")
-    return train_loader, test_loader, list(train_loader.dataset.classes)
+    """(train_loader, test_loader, class_names).
+
+    When data.mean/std are None they are computed from the training images (what
+    show_statistic prints) and written into cfg, so the saved config records them.
+    """
+    data_cfg = cfg.data
+    train_set = dataset_class(data_cfg.name)(data_cfg, "train")
+    test_set = dataset_class(data_cfg.name)(data_cfg, "test")
+    if data_cfg.mean is None or data_cfg.std is None:
+        mean, std = train_set.pixel_statistics()
+        data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
+        print(f"{data_cfg.name} training-set statistics for Normalize: mean={data_cfg.mean} std={data_cfg.std}")
+    train_set.transforms = build_transforms(data_cfg.transforms.train, data_cfg.mean, data_cfg.std)
+    test_set.transforms = build_transforms(data_cfg.transforms.test, data_cfg.mean, data_cfg.std)
+    return make_loader(train_set, cfg, "train"), make_loader(test_set, cfg, "test"), list(train_set.classes)

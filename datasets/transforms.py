@@ -1,0 +1,41 @@
+"""Transform pipelines built from the config's lists of (name, kwargs).
+
+Names are looked up among this project's transforms first (CUSTOM_TRANSFORMS), then in
+torchvision.transforms. A `Normalize` without mean/std takes the dataset's statistics.
+"""
+import difflib
+
+from torchvision import transforms as T
+
+from datasets.color_jitter import ColorJitterFactor
+from utils.errors import ConfigError
+
+CUSTOM_TRANSFORMS = {"ColorJitterFactor": ColorJitterFactor}
+
+
+def _transform_class(name):
+    if name in CUSTOM_TRANSFORMS:
+        return CUSTOM_TRANSFORMS[name]
+    if isinstance(name, str) and not name.startswith("_") and isinstance(getattr(T, name, None), type):
+        return getattr(T, name)
+    choices = list(CUSTOM_TRANSFORMS) + [n for n in dir(T) if isinstance(getattr(T, n), type)]
+    close = difflib.get_close_matches(str(name), choices, n=3)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(f"Unknown transform '{name}' in data.transforms.{hint}")
+
+
+def build_transforms(specs, mean=None, std=None) -> T.Compose:
+    """Compose the transforms named in `specs`, a list of (name, kwargs or None)."""
+    pipeline = []
+    for name, kwargs in specs:
+        kwargs = dict(kwargs or {})
+        if name == "Normalize":
+            kwargs.setdefault("mean", mean)
+            kwargs.setdefault("std", std)
+            if kwargs["mean"] is None or kwargs["std"] is None:
+                raise ConfigError("Normalize needs mean and std: give them in data.transforms or in data.mean/std.")
+        try:
+            pipeline.append(_transform_class(name)(**kwargs))
+        except (TypeError, ValueError) as error:
+            raise ConfigError(f"Transform {name}({kwargs}) is invalid: {error}.") from None
+    return T.Compose(pipeline)

@@ -1,0 +1,149 @@
+"""Downloads from mirrors against a local HTTP server, and safe archive extraction."""
+import gzip
+import io
+import os
+import tarfile
+import threading
+import http.server
+
+import pytest
+
+from datasets.download import ensure_files, extract_archive_safely, md5sum
+from tests.synthetic_kmnist import http_server, write_kmnist_idx
+from utils.errors import DataError
+
+NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+@pytest.fixture
+def mirror(tmp_path):
+    """A directory of good synthetic KMNIST files and their md5s."""
+    md5 = write_kmnist_idx(tmp_path / "good")
+    return tmp_path / "good", {name: md5[name] for name in NAMES}
+
+
+def snapshot(directory):
+    return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in directory.iterdir()}
+
+
+def test_good_download_is_verified(mirror, tmp_path):
+    source, md5 = mirror
+    with http_server(source) as url:
+        ensure_files(tmp_path / "root", md5, [url], True, "KMNIST")
+    assert {n: md5sum(tmp_path / "root" / n) for n in NAMES} == md5
+    assert sorted(os.listdir(tmp_path / "root")) == sorted(NAMES)  # no temporary files left
+
+
+def test_md5_mismatch_falls_through_to_the_next_mirror(mirror, tmp_path):
+    source, md5 = mirror
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in NAMES:
+        (bad / name).write_bytes(b"wrong content")
+    with http_server(bad) as bad_url, http_server(source) as good_url:
+        ensure_files(tmp_path / "root", md5, [bad_url, good_url], True, "KMNIST")
+    assert {n: md5sum(tmp_path / "root" / n) for n in NAMES} == md5
+
+
+def test_truncated_and_corrupt_downloads_leave_nothing(mirror, tmp_path):
+    source, md5 = mirror
+    truncated = tmp_path / "truncated"
+    truncated.mkdir()
+    for name in NAMES:
+        (truncated / name).write_bytes((source / name).read_bytes()[:100])
+    with http_server(truncated) as url:
+        with pytest.raises(DataError) as error:
+            ensure_files(tmp_path / "root", md5, [url], True, "KMNIST")
+    assert "md5" in str(error.value)
+    assert os.listdir(tmp_path / "root") == []
+
+
+class DroppingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 1000 bytes, sends 10, then closes the connection."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        self.wfile.write(b"x" * 10)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_connection_dropped_midway_leaves_nothing(mirror, tmp_path):
+    server = http.server.HTTPServer(("127.0.0.1", 0), DroppingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+            ensure_files(tmp_path / "root", mirror[1], [f"http://127.0.0.1:{server.server_address[1]}/"],
+                         True, "KMNIST")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert os.listdir(tmp_path / "root") == []
+
+
+def test_all_mirrors_down_says_what_to_place_where(mirror, tmp_path):
+    with http_server(tmp_path) as url:
+        pass  # the server is closed again: nothing listens on that port any more
+    with pytest.raises(DataError) as error:
+        ensure_files(tmp_path / "root", mirror[1], [url, url.replace("127.0.0.1", "127.0.0.2")], True, "KMNIST")
+    message = str(error.value)
+    for name, md5 in mirror[1].items():
+        assert name in message and md5 in message
+    assert str(tmp_path / "root") in message and "by hand" in message
+
+
+def test_download_off_with_missing_files(mirror, tmp_path):
+    with pytest.raises(DataError, match="data.download=False"):
+        ensure_files(tmp_path / "empty", mirror[1], ["http://127.0.0.1:9/"], False, "KMNIST")
+
+
+def test_verified_read_only_root_is_used_without_writes(mirror):
+    source, md5 = mirror
+    before = snapshot(source)
+    os.chmod(source, 0o555)
+    try:
+        assert ensure_files(source, md5, ["http://127.0.0.1:9/"], True, "KMNIST") == source
+    finally:
+        os.chmod(source, 0o755)
+    assert snapshot(source) == before
+
+
+def test_md5_none_accepts_a_custom_copy(tmp_path):
+    (tmp_path / "custom.gz").write_bytes(gzip.compress(b"anything"))
+    assert ensure_files(tmp_path, {"custom.gz": None}, [], False, "KMNIST") == tmp_path
+
+
+def make_tar(path, members):
+    """members: list of (TarInfo name, bytes or None for a symlink)."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def test_safe_extraction(tmp_path):
+    make_tar(tmp_path / "good.tar.gz", [("images/a.jpg", b"a"), ("images/b.jpg", b"bb")])
+    root = tmp_path / "root"
+    root.mkdir()
+    assert extract_archive_safely(tmp_path / "good.tar.gz", root) == ["images"]
+    assert (root / "images" / "b.jpg").read_bytes() == b"bb" and os.listdir(root) == ["images"]
+
+
+@pytest.mark.parametrize("bad_member", ["../evil.txt", "/tmp/evil.txt", "images/../../evil.txt", None])
+def test_unsafe_members_are_refused_and_nothing_is_extracted(tmp_path, bad_member):
+    members = [("images/a.jpg", b"a")]
+    members.append(("images/link.jpg", None) if bad_member is None else (bad_member, b"evil"))
+    make_tar(tmp_path / "bad.tar.gz", members)
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(DataError, match="bad.tar.gz"):
+        extract_archive_safely(tmp_path / "bad.tar.gz", root)
+    assert os.listdir(root) == [] and not (tmp_path / "evil.txt").exists()
