@@ -1,12 +1,11 @@
 """Datasets and DataLoaders from the config: the one place that knows every dataset class."""
-import difflib
 
 import torch
 from torch.utils.data import DataLoader
 
 from datasets.kmnist import KMNIST
 from datasets.transforms import build_transforms
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
 DATASETS = {"KMNIST": KMNIST}
 
@@ -14,8 +13,7 @@ DATASETS = {"KMNIST": KMNIST}
 def dataset_class(name):
     """The dataset class registered under `data.name`."""
     if name not in DATASETS:
-        close = difflib.get_close_matches(str(name), DATASETS, n=2)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(str(name), DATASETS)
         raise ConfigError(f"Unknown data.name '{name}'; choose one of {', '.join(DATASETS)}.{hint}")
     return DATASETS[name]
 

@@ -3,12 +3,11 @@
 Names are looked up among this project's transforms first (CUSTOM_TRANSFORMS), then in
 torchvision.transforms. A `Normalize` without mean/std takes the dataset's statistics.
 """
-import difflib
 
 from torchvision import transforms as T
 
 from datasets.color_jitter import ColorJitterFactor
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
 CUSTOM_TRANSFORMS = {"ColorJitterFactor": ColorJitterFactor}
 
@@ -19,8 +18,7 @@ def _transform_class(name):
     if isinstance(name, str) and not name.startswith("_") and isinstance(getattr(T, name, None), type):
         return getattr(T, name)
     choices = list(CUSTOM_TRANSFORMS) + [n for n in dir(T) if isinstance(getattr(T, n), type)]
-    close = difflib.get_close_matches(str(name), choices, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(str(name), choices)
     raise ConfigError(f"Unknown transform '{name}' in data.transforms.{hint}")
 
 

@@ -7,12 +7,11 @@ optimizer step (k = 1..N) uses
     lr_k = lr * (1 + cos(pi * (k - 1 - W) / (N - W))) / 2   after warmup (cosine),
 as in He et al., "Bag of Tricks", section 3.
 """
-import difflib
 import math
 
 import torch
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
 SCHEDULES = ("cosine", "constant")
 
@@ -40,8 +39,7 @@ def build_optimizer(model, train_cfg) -> torch.optim.Optimizer:
     name = train_cfg.optimizer
     if not hasattr(torch.optim, name) or not isinstance(getattr(torch.optim, name), type):
         choices = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)]
-        close = difflib.get_close_matches(str(name), choices, n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(str(name), choices)
         raise ConfigError(f"Unknown optimizer train.optimizer='{name}'.{hint}")
     try:
         return getattr(torch.optim, name)(parameter_groups(model, train_cfg), lr=resolve_lr(train_cfg),

@@ -1,11 +1,10 @@
 """Multilayer perceptron whose layers and initialisation come from the config."""
-import difflib
 
 import torch
 from torch import nn
 
 from models.weight_decay import split_weight_decay_params
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
 
 def _lookup(namespace, name, what):
@@ -13,8 +12,7 @@ def _lookup(namespace, name, what):
     if isinstance(name, str) and not name.startswith("_") and hasattr(namespace, name):
         return getattr(namespace, name)
     choices = [n for n in dir(namespace) if not n.startswith("_")]
-    close = difflib.get_close_matches(str(name), choices, n=3)
-    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    hint = did_you_mean(str(name), choices)
     raise ConfigError(f"Unknown {what} '{name}' in model config.{hint}")
 
 

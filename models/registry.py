@@ -1,14 +1,12 @@
 """Build a model from `cfg.model_name` and count its trainable parameters."""
-import difflib
+import importlib
 
 from torch import nn
 
-from models.mlp import MLP
-from models.resnet50 import ResNet50
-from models.vgg16 import VGG16
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
-MODELS = {"MLP": MLP, "VGG16": VGG16, "ResNet50": ResNet50}
+# model_name -> (module, class); a model's module is imported only when that model is built.
+MODELS = {"MLP": ("models.mlp", "MLP"), "VGG16": ("models.vgg16", "VGG16"), "ResNet50": ("models.resnet50", "ResNet50")}
 
 
 def build_model(model_name, model_cfg, num_classes):
@@ -17,11 +15,12 @@ def build_model(model_name, model_cfg, num_classes):
     The MLP's output width is part of its layer list; it must equal `num_classes`.
     """
     if model_name not in MODELS:
-        close = difflib.get_close_matches(str(model_name), MODELS, n=2)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(str(model_name), MODELS)
         raise ConfigError(f"Unknown model_name '{model_name}'; choose one of {', '.join(MODELS)}.{hint}")
+    module_name, class_name = MODELS[model_name]
+    model_class = getattr(importlib.import_module(module_name), class_name)
     if model_name == "MLP":
-        model = MLP(model_cfg)
+        model = model_class(model_cfg)
         outputs = [m.out_features for m in model.modules() if isinstance(m, nn.Linear)]
         if not outputs or outputs[-1] != num_classes:
             raise ConfigError(
@@ -29,7 +28,7 @@ def build_model(model_name, model_cfg, num_classes):
                 f"but the dataset has {num_classes} classes: fix model.layers."
             )
         return model
-    return MODELS[model_name](model_cfg, num_classes)
+    return model_class(model_cfg, num_classes)
 
 
 def count_trainable_parameters(model: nn.Module) -> int:

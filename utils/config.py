@@ -6,13 +6,12 @@ strings. Unknown keys and values of the wrong type raise ConfigError before any 
 """
 import ast
 import copy
-import difflib
 import importlib.util
 from pathlib import Path
 
 from easydict import EasyDict
 
-from utils.errors import ConfigError
+from utils.errors import ConfigError, did_you_mean
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 _SUFFIX = "_cfg.py"
@@ -30,8 +29,7 @@ def load_config(name, overrides=()):
     """
     path = Path(name) if name.endswith(".py") else CONFIGS_DIR / f"{name}{_SUFFIX}"
     if not path.is_file():
-        close = difflib.get_close_matches(name, available_configs(), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        hint = did_you_mean(name, available_configs())
         raise ConfigError(
             f"No config named '{name}' (looked for {path}).{hint} "
             f"Available configs: {', '.join(available_configs())}."
@@ -111,8 +109,7 @@ def apply_overrides(cfg, overrides):
             raise ConfigError(f"Override '{item}' is not of the form KEY=VALUE (e.g. train.lr=0.05).")
         parent, leaf = _find_parent(cfg, key)
         if parent is None:
-            close = difflib.get_close_matches(key, dotted_keys(cfg), n=3, cutoff=0.6)
-            hint = f" Did you mean: {', '.join(close)}?" if close else ""
+            hint = did_you_mean(key, dotted_keys(cfg))
             raise ConfigError(f"Unknown config key '{key}'.{hint}")
         parent[leaf] = _check_type(key, parent[leaf], parse_value(text.strip()))
 

@@ -3,6 +3,7 @@
 Raise one of these for bad input (a config key, a data file, a checkpoint); any other
 exception is a bug or a training failure and keeps its traceback.
 """
+import difflib
 
 
 class UserError(Exception):
@@ -19,3 +20,12 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or made for another model."""
+
+
+def did_you_mean(name, choices, n=3) -> str:
+    """' Did you mean: a, b?' for the choices closest to `name` (case-insensitive), else ''."""
+    by_lower = {}
+    for choice in choices:
+        by_lower.setdefault(str(choice).lower(), str(choice))
+    close = difflib.get_close_matches(str(name).lower(), list(by_lower), n=n, cutoff=0.6)
+    return f" Did you mean: {', '.join(by_lower[c] for c in close)}?" if close else ""
