@@ -1,0 +1,100 @@
+"""The command-line scripts end to end, as a user runs them, on synthetic KMNIST files."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.synthetic_kmnist import write_kmnist_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_script(name, *args, cwd=None):
+    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def kmnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kmnist")
+    write_kmnist_idx(root, train_per_class=30, test_per_class=10)
+    return root
+
+
+def common_args(kmnist_root, exp_dir):
+    return ["--set", f"data.root='{kmnist_root}'", "data.md5=None", "data.download=False", "device='cpu'",
+            f"exp_dir='{exp_dir}'", "train.epochs=2", "train.batch_size=32"]
+
+
+def test_unknown_key_exits_2_with_one_message(tmp_path):
+    result = run_script("train.py", "--cfg", "mlp", "--set", "train.lrr=0.1", f"exp_dir='{tmp_path}'")
+    assert result.returncode == 2
+    assert "Unknown config key 'train.lrr'" in result.stderr and "train.lr" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_missing_data_exits_2_and_leaves_no_run_directory(tmp_path):
+    result = run_script("train.py", "--cfg", "mlp", "--set", f"data.root='{tmp_path / 'nowhere'}'",
+                        "data.download=False", f"exp_dir='{tmp_path / 'runs'}'")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "train-images-idx3-ubyte.gz" in result.stderr
+    assert not (tmp_path / "runs").exists() or list((tmp_path / "runs").iterdir()) == []
+
+
+def test_train_resume_evaluate_predict(kmnist_root, tmp_path):
+    args = common_args(kmnist_root, tmp_path)
+    first = run_script("train.py", "--cfg", "mlp", *args, "logger.backend='mlflow'", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    run_dir = tmp_path / "mlp_base"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["epochs_completed"] == 2 and summary["trainable_parameters"] == 159_010
+    assert (tmp_path / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
+
+    again = run_script("train.py", "--cfg", "mlp", *args, "logger.backend='none'")
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "mlp_base_1" / "summary.json").is_file()  # a second run never overwrites the first
+
+    longer = run_script("train.py", "--cfg", "mlp", "--resume", str(run_dir / "last.pt"), *args,
+                        "train.epochs=3", "logger.backend='none'")
+    assert longer.returncode == 0, longer.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 3
+
+    evaluated = run_script("evaluate.py", "--checkpoint", str(run_dir / "best.pt"), "--set",
+                           f"data.root='{kmnist_root}'", "data.md5=None", "device='cpu'")
+    assert evaluated.returncode == 0, evaluated.stderr
+    metrics = json.loads(evaluated.stdout)
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert Path(metrics["confusion_matrix_image"]).is_file()
+
+    image = tmp_path / "digit.png"
+    Image.new("L", (64, 64), 255).save(image)
+    predicted = run_script("predict.py", "--checkpoint", str(run_dir / "best.pt"), "--top-k", "2", str(image))
+    assert predicted.returncode == 0, predicted.stderr
+    line = predicted.stdout.strip().splitlines()[-1]
+    assert line.startswith(str(image)) and line.count(",") == 1
+
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG not really")
+    failed = run_script("predict.py", "--checkpoint", str(run_dir / "best.pt"), str(broken))
+    assert failed.returncode == 2 and str(broken) in failed.stderr and "Traceback" not in failed.stderr
+
+
+def test_resume_with_a_checkpoint_of_another_model_exits_2(kmnist_root, tmp_path):
+    args = common_args(kmnist_root, tmp_path)
+    assert run_script("train.py", "--cfg", "mlp", *args, "train.epochs=1", "logger.backend='none'").returncode == 0
+    result = run_script("train.py", "--cfg", "mlp_deep", "--resume", str(tmp_path / "mlp_base" / "last.pt"),
+                        *args, "logger.backend='none'")
+    assert result.returncode == 2 and "does not fit this model's architecture" in result.stderr
+
+
+def test_overfit_batch_and_dataset_stats(kmnist_root, tmp_path):
+    overfit = run_script("overfit_batch.py", "--cfg", "mlp", "--steps", "300", *common_args(kmnist_root, tmp_path))
+    assert overfit.returncode == 0, overfit.stdout + overfit.stderr
+    assert "accuracy on the batch 1.0000" in overfit.stdout
+    stats = run_script("dataset_stats.py", "--cfg", "mlp", "--set", f"data.root='{kmnist_root}'", "data.md5=None")
+    assert stats.returncode == 0, stats.stderr
+    assert "300" in stats.stdout and "100" in stats.stdout  # train and test sizes
