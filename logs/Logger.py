@@ -1,154 +1,180 @@
-"""Experiment tracking: one interface, several backends (MLflow, Neptune, TensorBoard, none).
+"""Logger: one interface for experiment tracking, several backends.
 
-The Trainer talks only to `Logger`. Per-step metrics are buffered and written in batches
-(one MLflow `log_metric` on SQLite costs 6-8 ms, `log_batch` writes 1,000 values in
-0.1-0.2 s); per-epoch metrics, figures and files are written at once. Figures are also
-saved under the run directory, then closed. Secrets (keys containing "token") are never logged.
+    with Logger(cfg.logger, run_dir, run_name, resume_run_id) as logger:
+        logger.log_hyperparameters(config_dict)
+        logger.log_step_metrics({"train/loss": 0.3}, step)     # buffered
+        logger.log_epoch_metrics({"test/accuracy": 0.9}, epoch)  # written at once
+        logger.save_plot(figure, "confusion_matrix_end.png")
+        logger.log_summary(summary)
+
+`cfg.backend` picks the store: "mlflow" (default; logs/mlflow_backend.py), "neptune"
+(logs/neptune_backend.py), "tensorboard" (logs/tensorboard_backend.py) or "none".
+
+The Logger does what every backend shares: flattening hyperparameters to dotted keys and
+dropping secrets from them, buffering per-step metrics (written every `cfg.flush_every`
+steps in one batch: one MLflow `log_metric` on SQLite costs 6-8 ms, `log_batch` writes
+1000 values in about 0.1 s), saving figures as png files under the run directory, and
+ending the run exactly once with FINISHED, FAILED or KILLED. A backend is an object with
+the methods of `NullBackend` below and a `run_id` attribute.
 """
-import difflib
+import time
+from collections.abc import Mapping
+from pathlib import Path
 
-from matplotlib import pyplot
+import matplotlib.pyplot as plt
 
-from utils.errors import ConfigError
+from logs.neptune_backend import api_token
+from utils.errors import ConfigError, did_you_mean
 
 BACKENDS = ("mlflow", "neptune", "tensorboard", "none")
+STATUSES = ("FINISHED", "FAILED", "KILLED")
+SECRET_KEY_WORDS = ("token", "password", "secret")
 
 
-def flatten(params, prefix=""):
-    """{"train": {"lr": 0.1}} -> {"train.lr": 0.1}; keys naming a token are dropped."""
-    flat = {}
-    for key, value in params.items():
-        name = f"{prefix}{key}"
-        if "token" in str(key).lower():
-            continue
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
-class NoTracking:
-    """The `none` backend: nothing is sent anywhere (figures still land in the run directory)."""
+class NullBackend:
+    """Backend "none": logs nothing. Its methods define what every backend implements."""
 
     run_id = None
 
-    def log_params(self, params):
-        pass
+    def log_params(self, params: dict) -> None:
+        """params: flat {"train.lr": 0.1, ...}; values are str, int, float or bool."""
 
-    def log_metrics(self, records):
-        pass
+    def log_metrics(self, records: list) -> None:
+        """records: [(name, value, step, unix_time_seconds), ...] in the order logged."""
 
-    def log_artifact(self, path, artifact_dir):
-        pass
+    def log_image(self, fig, path: Path, name: str) -> None:
+        """fig: the open Figure, already saved as png at `path`; name: e.g. "cm/epoch_001.png"."""
 
-    def log_figure(self, path, name, figure):
-        pass
+    def log_file(self, path: Path, artifact_path) -> None:
+        """Copy the file at `path` into the run, under the folder `artifact_path` (None: top level)."""
 
-    def log_summary(self, summary):
-        pass
+    def log_summary(self, summary: dict) -> None:
+        """summary: flat {"final_test_accuracy": 0.93, "device": "cpu", ...}, None values removed."""
 
-    def close(self, status):
-        pass
+    def close(self, status: str) -> None:
+        """End the run with status FINISHED, FAILED or KILLED."""
 
 
-def make_backend(cfg, run_dir, run_name, resume_run_id):
-    """The backend object named by cfg.backend (imported lazily: each is an optional dependency)."""
-    if cfg.backend == "mlflow":
-        from logs.mlflow_backend import MLflowBackend
-        return MLflowBackend(cfg, run_dir, run_name, resume_run_id)
-    if cfg.backend == "neptune":
+def open_backend(cfg, run_dir: Path, run_name: str, resume_run_id):
+    """The backend named by cfg.backend; its package is imported only when chosen."""
+    name = cfg.get("backend", "mlflow")
+    if name == "mlflow":
+        from logs.mlflow_backend import MlflowBackend
+        return MlflowBackend(cfg, run_dir, run_name, resume_run_id)
+    if name == "neptune":
         from logs.neptune_backend import NeptuneBackend
         return NeptuneBackend(cfg, run_dir, run_name, resume_run_id)
-    if cfg.backend == "tensorboard":
+    if name == "tensorboard":
         from logs.tensorboard_backend import TensorBoardBackend
         return TensorBoardBackend(run_dir)
-    if cfg.backend == "none":
-        return NoTracking()
-    close = difflib.get_close_matches(str(cfg.backend), BACKENDS, n=1)
-    hint = f" Did you mean: {close[0]}?" if close else ""
-    raise ConfigError(f"Unknown logger.backend '{cfg.backend}'; choose one of {', '.join(BACKENDS)}.{hint}")
+    if name == "none":
+        return NullBackend()
+    raise ConfigError(f"logger.backend={name!r} is not a logger backend: use one of {', '.join(BACKENDS)}."
+                      + did_you_mean(name, BACKENDS))
+
+
+def flatten(params: Mapping, prefix: str = "") -> dict:
+    """Nested mapping -> {"a.b.c": value}; lists, None and other objects become strings."""
+    flat = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, name + "."))
+        elif isinstance(value, (str, int, float, bool)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def without_secrets(flat: dict) -> dict:
+    """Drop entries whose key names a secret or whose value contains the Neptune API token."""
+    token = api_token()
+    return {key: value for key, value in flat.items()
+            if not any(word in key.lower() for word in SECRET_KEY_WORDS)
+            and not (token and token in str(value))}
 
 
 class Logger:
-    """Tracks one run. Use as a context manager: an exception marks the run FAILED,
-    Ctrl-C marks it KILLED.
+    """Tracks one training run; see the module docstring. Also a context manager:
+    an exception ends the run FAILED, Ctrl-C (KeyboardInterrupt) ends it KILLED."""
 
-    Args:
-        cfg: the `logger` config section (backend, experiment, tracking_uri, neptune_project,
-            neptune_mode, flush_every).
-        run_dir: pathlib.Path of the run directory (exists).
-        run_name: the run's human-readable name.
-        resume_run_id: `run_id` of an earlier Logger of this run, to continue the same tracked run.
-    """
-
-    def __init__(self, cfg, run_dir, run_name, resume_run_id=None):
-        self.run_dir = run_dir
-        self.flush_every = max(1, int(cfg.flush_every))
-        self.backend = make_backend(cfg, run_dir, run_name, resume_run_id)
+    def __init__(self, cfg, run_dir, run_name: str, resume_run_id=None):
+        """cfg: the `logger` config section; run_dir: this run's existing directory;
+        resume_run_id: a previous Logger's `run_id`, to continue that tracked run."""
+        self.run_dir = Path(run_dir)
+        self.flush_every = cfg.get("flush_every", 200)
+        if not isinstance(self.flush_every, int) or self.flush_every < 1:
+            raise ConfigError(f"logger.flush_every={self.flush_every!r} must be a whole number of steps >= 1.")
+        self._backend = open_backend(cfg, self.run_dir, run_name, resume_run_id)
         self._buffer, self._buffered_steps, self._closed = [], 0, False
 
     @property
     def run_id(self):
-        """Backend's id of the tracked run (None for `none` and TensorBoard)."""
-        return self.backend.run_id
+        """The backend's id of this run (pass it as resume_run_id to continue the run), or None."""
+        return self._backend.run_id
 
-    def log_hyperparameters(self, params: dict) -> None:
-        """Log a nested dict of parameters under dotted names ("train.lr")."""
-        self.backend.log_params(flatten(params))
+    def log_hyperparameters(self, params: Mapping) -> None:
+        """Log a nested dict as flat dotted parameters ("train.lr"), secrets left out."""
+        self._backend.log_params(without_secrets(flatten(params)))
 
-    def log_step_metrics(self, metrics: dict, step: int) -> None:
-        """Buffer per-step metrics {name: float}; written every `flush_every` steps."""
-        self._buffer.extend((name, float(value), step) for name, value in metrics.items())
+    def log_step_metrics(self, metrics: Mapping, step: int) -> None:
+        """Buffer one training step's metrics; written every `flush_every` steps and on close."""
+        now = time.time()
+        self._buffer += [(name, float(value), step, now) for name, value in metrics.items()]
         self._buffered_steps += 1
         if self._buffered_steps >= self.flush_every:
             self.flush()
 
-    def log_epoch_metrics(self, metrics: dict, epoch: int) -> None:
-        """Write per-epoch metrics {name: float} now (after the buffered step metrics)."""
+    def log_epoch_metrics(self, metrics: Mapping, epoch: int) -> None:
+        """Write one epoch's metrics now, at step `epoch`, after the buffered step metrics."""
         self.flush()
-        self.backend.log_metrics([(name, float(value), epoch) for name, value in metrics.items()])
+        now = time.time()
+        self._backend.log_metrics([(name, float(value), epoch, now) for name, value in metrics.items()])
 
     def flush(self) -> None:
-        """Write the buffered step metrics."""
+        """Write the buffered step metrics in one batch."""
         if self._buffer:
-            self.backend.log_metrics(self._buffer)
+            self._backend.log_metrics(self._buffer)
         self._buffer, self._buffered_steps = [], 0
 
-    def save_plot(self, figure, name: str) -> None:
-        """Save `figure` as run_dir/name (a .png path such as "confusion_matrix_end.png"),
-        log it as an image, then close it."""
+    def save_plot(self, fig, name: str) -> None:
+        """Save `fig` as run_dir/<name> (png), log it as an image named `name`, and close it."""
         path = self.run_dir / name
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            figure.savefig(path, dpi=100)
-            self.backend.log_figure(path, name, figure)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, format="png", bbox_inches="tight")
+            self._backend.log_image(fig, path, name)
         finally:
-            pyplot.close(figure)
+            plt.close(fig)
 
-    def log_file(self, path, artifact_dir=None) -> None:
-        """Log an existing file (config.json, summary.json, ...)."""
-        self.backend.log_artifact(path, artifact_dir)
+    def log_file(self, path, artifact_path: str = None) -> None:
+        """Attach an existing file (config.json, summary.json, ...) to the run."""
+        self._backend.log_file(Path(path), artifact_path)
 
-    def log_summary(self, summary: dict) -> None:
-        """Log the run's final summary (numbers as metrics or fields, the rest as text)."""
-        self.backend.log_summary(flatten(summary))
+    def log_summary(self, summary: Mapping) -> None:
+        """Log the final results, None values left out (MLflow: `final/<key>` metrics and tags)."""
+        present = {key: value for key, value in summary.items() if value is not None}
+        self._backend.log_summary(without_secrets(flatten(present)))
 
     def close(self, status: str = "FINISHED") -> None:
-        """Flush and end the tracked run with `status` (FINISHED | FAILED | KILLED); idempotent."""
-        if not self._closed:
-            self._closed = True
-            try:
-                self.flush()
-            finally:
-                self.backend.close(status)
+        """Flush and end the run with `status`; later calls do nothing."""
+        if status not in STATUSES:
+            raise ValueError(f"status={status!r}: use one of {STATUSES}")
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.flush()
+        finally:
+            self._backend.close(status)
 
     def __enter__(self):
         return self
 
-    def __exit__(self, error_type, error, traceback):
-        if error_type is None:
+    def __exit__(self, exc_type, exc, traceback):
+        if exc_type is None:
             self.close("FINISHED")
         else:
-            self.close("KILLED" if issubclass(error_type, KeyboardInterrupt) else "FAILED")
+            self.close("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
         return False

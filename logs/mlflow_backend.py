@@ -1,70 +1,118 @@
-"""MLflow backend through MlflowClient (no global active-run state).
+"""MLflow backend (the default): a local SQLite store next to the runs, or any tracking URI.
 
-Default store: `sqlite:///<exp_dir>/mlflow.db`, with the experiment's artifacts pinned to
-`<exp_dir>/mlartifacts/` (MLflow would otherwise write them under the current directory's
-`mlruns/`). View with `mlflow ui --backend-store-uri sqlite:///runs/mlflow.db`.
+Without `tracking_uri` the store is `sqlite:///<exp_dir>/mlflow.db` (exp_dir: the parent
+of the run directory); see it with `mlflow ui --backend-store-uri sqlite:///<exp_dir>/mlflow.db`.
+For a SQLite store the experiment's artifacts live beside the database in `mlartifacts/`,
+not in `./mlruns` of whatever directory the program was started from.
+
+Everything goes through `MlflowClient` (no global active run), so several runs can be
+open in one process. Metrics are written with `log_batch`, at most 1000 per call.
+The final summary becomes metrics `final/<key>` (numbers) and tags `final/<key>` (text).
 """
-import os
+import re
 import time
+import warnings
+from pathlib import Path
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
+                                     MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH)
 
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_PER_BATCH = 100
-MAX_PARAM_LENGTH = 6000
+SQLITE_PREFIX = "sqlite:///"
 
 
-class MLflowBackend:
-    def __init__(self, cfg, run_dir, run_name, resume_run_id):
-        exp_dir = run_dir.parent.resolve()
-        uri = cfg.tracking_uri or f"sqlite:///{exp_dir / 'mlflow.db'}"
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(cfg.experiment)
-        if experiment is not None:
-            experiment_id = experiment.experiment_id
-        else:
-            location = (exp_dir / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-            experiment_id = self.client.create_experiment(cfg.experiment, artifact_location=location)
-        if resume_run_id:
-            self.run_id = resume_run_id
-            self.client.update_run(resume_run_id, status="RUNNING")
-        else:
+def default_tracking_uri(run_dir: Path) -> str:
+    """sqlite:///<absolute exp_dir>/mlflow.db, exp_dir being the parent of run_dir."""
+    return SQLITE_PREFIX + (Path(run_dir).resolve().parent / "mlflow.db").as_posix()
+
+
+def artifact_location(tracking_uri: str):
+    """file URI of `mlartifacts/` beside a SQLite database; None (MLflow's choice) for other stores."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return None
+    return (Path(tracking_uri[len(SQLITE_PREFIX):]).resolve().parent / "mlartifacts").as_uri()
+
+
+def mlflow_key(key: str) -> str:
+    """A name MLflow accepts: characters outside [word . / - space :] become "_", at most 250 long."""
+    return re.sub(r"[^\w./\- :]", "_", key)[:MAX_ENTITY_KEY_LENGTH]
+
+
+def chunks(items: list, size: int) -> list:
+    """Consecutive slices of at most `size` items."""
+    return [items[start:start + size] for start in range(0, len(items), size)]
+
+
+class MlflowBackend:
+    """One MLflow run: created, or reopened when `resume_run_id` names a run in the store."""
+
+    def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
+        tracking_uri = cfg.get("tracking_uri") or default_tracking_uri(run_dir)
+        self.client = MlflowClient(tracking_uri)
+        self.run_id = self._reopen(resume_run_id) if resume_run_id else None
+        if self.run_id is None:
+            experiment_id = self._experiment_id(cfg.get("experiment") or "Default", artifact_location(tracking_uri))
             self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
 
-    def log_params(self, params):
-        """Params are immutable in MLflow: on resume, changed values are recorded as tags."""
+    def _experiment_id(self, name: str, location) -> str:
+        """Id of experiment `name`, creating it (artifacts at `location`) or restoring it if deleted."""
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is None:
+            return self.client.create_experiment(name, artifact_location=location)
+        if experiment.lifecycle_stage == "deleted":
+            self.client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _reopen(self, run_id: str):
+        """Mark run `run_id` RUNNING again and return its id; None (with a warning) if the store lacks it."""
+        try:
+            run = self.client.get_run(run_id)
+        except MlflowException:
+            run = None
+        if run is None or run.info.lifecycle_stage == "deleted":
+            warnings.warn(f"MLflow run {run_id} is not in this tracking store; logging to a new run.")
+            return None
+        self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def log_params(self, params: dict) -> None:
+        """Log new parameters. MLflow never changes a logged parameter, so a value that differs
+        from the one already logged (e.g. a setting changed on resume) becomes tag `changed.<key>`."""
         logged = self.client.get_run(self.run_id).data.params
-        new, changed = [], []
-        for key, value in params.items():
-            text = str(value)[:MAX_PARAM_LENGTH]
-            if key not in logged:
-                new.append(Param(key, text))
-            elif logged[key] != text:
-                changed.append((f"resumed_with.{key}", text))
-        for start in range(0, len(new), MAX_PARAMS_PER_BATCH):
-            self.client.log_batch(self.run_id, params=new[start:start + MAX_PARAMS_PER_BATCH])
-        for key, text in changed:
-            self.client.set_tag(self.run_id, key, text)
+        values = {mlflow_key(key): str(value)[:MAX_PARAM_VAL_LENGTH] for key, value in params.items()}
+        new = [Param(key, value) for key, value in values.items() if key not in logged]
+        changed = [RunTag(f"changed.{key}", value[:MAX_TAG_VAL_LENGTH])
+                   for key, value in values.items() if key in logged and logged[key] != value]
+        if changed:
+            warnings.warn(f"MLflow parameters keep their first value; new values logged as tags: "
+                          f"{', '.join(tag.key for tag in changed)}")
+        for part in chunks(new, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, params=part)
+        for part in chunks(changed, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=part)
 
-    def log_metrics(self, records):
+    def log_metrics(self, records: list) -> None:
+        metrics = [Metric(name, value, int(seconds * 1000), step) for name, value, step, seconds in records]
+        for part in chunks(metrics, MAX_METRICS_PER_BATCH):
+            self.client.log_batch(self.run_id, metrics=part)
+
+    def log_image(self, fig, path: Path, name: str) -> None:
+        folder = Path(name).parent.as_posix()
+        self.log_file(path, None if folder == "." else folder)
+
+    def log_file(self, path: Path, artifact_path) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_summary(self, summary: dict) -> None:
         now = int(time.time() * 1000)
-        metrics = [Metric(name, value, now, step) for name, value, step in records]
-        for start in range(0, len(metrics), MAX_METRICS_PER_BATCH):
-            self.client.log_batch(self.run_id, metrics=metrics[start:start + MAX_METRICS_PER_BATCH])
+        numbers = {key: value for key, value in summary.items()
+                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
+        metrics = [Metric(mlflow_key(f"final/{key}"), float(value), now, 0) for key, value in numbers.items()]
+        tags = [RunTag(mlflow_key(f"final/{key}"), str(value)[:MAX_TAG_VAL_LENGTH])
+                for key, value in summary.items() if key not in numbers]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
 
-    def log_artifact(self, path, artifact_dir):
-        self.client.log_artifact(self.run_id, str(path), artifact_dir)
-
-    def log_figure(self, path, name, figure):
-        self.client.log_artifact(self.run_id, str(path), os.path.dirname(name) or None)
-
-    def log_summary(self, summary):
-        numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self.log_metrics([(f"summary/{k}", float(v), 0) for k, v in numbers.items()])
-        for key, value in summary.items():
-            if key not in numbers:
-                self.client.set_tag(self.run_id, f"summary.{key}", str(value))
-
-    def close(self, status):
-        self.client.set_terminated(self.run_id, RunStatus.to_string(RunStatus.from_string(status)))
+    def close(self, status: str) -> None:
+        self.client.set_terminated(self.run_id, status)

@@ -1,74 +1,128 @@
-"""Neptune backend, with the original `run[...]` API of the assignment.
+"""Neptune backend, kept for the original course API (`pip install -r requirements-neptune.txt`).
 
-The hosted neptune.ai service shut down on 2026-03-05. Without a project and a token the
-run is written in `offline` mode under `<run_dir>/.neptune/` (write-only: nothing can read
-it back now); `debug` keeps everything in memory (tests); `async`/`sync` reach a server
-given by `neptune_project` and NEPTUNE_API_TOKEN. The token comes from the environment or
-a `.env` file in the current directory or the repository root, and is never logged.
+The hosted neptune.ai service shut down on 2026-03-05, so by default a run is written in
+`offline` mode to `<run_dir>/.neptune/` (write-only; `neptune sync` can upload it to a
+server that accepts it). `async` is used when `logger.neptune_project` and an API token
+are both given; `debug` keeps the run in memory, where it can be read back.
+
+The token comes from the environment variable NEPTUNE_API_TOKEN or a `NEPTUNE_API_TOKEN=...`
+line in a `.env` file in the working directory or the repository root. It is passed to
+neptune only, and the Logger keeps it out of the logged parameters.
+
+Fields: parameters/<dotted key> (the same names as MLflow params), <metric name> (series,
+e.g. train/loss), images/<name without .png>, files/<artifact_path>/<file stem>,
+summary/<key>. Offline and debug runs cannot be reopened (the client finds no run by id
+there), so `run_id` is the server's id (e.g. "KMNIST-42") in async/sync mode, else None.
 """
 import os
+import warnings
+from collections import defaultdict
 from pathlib import Path
 
 from utils.errors import ConfigError
 
+TOKEN_VARIABLE = "NEPTUNE_API_TOKEN"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MODES = ("offline", "debug", "async", "sync")
+CONNECTED_MODES = ("async", "sync")
 
 
-def read_token():
-    """NEPTUNE_API_TOKEN from the environment, else from a KEY=VALUE line of a .env file."""
-    if os.environ.get("NEPTUNE_API_TOKEN"):
-        return os.environ["NEPTUNE_API_TOKEN"]
-    for env_file in (Path.cwd() / ".env", REPO_ROOT / ".env"):
-        if env_file.is_file():
-            for line in env_file.read_text().splitlines():
-                key, sep, value = line.strip().partition("=")
-                if sep and key.strip() == "NEPTUNE_API_TOKEN":
-                    return value.strip().strip("'\"")
+def read_env_file(path: Path) -> dict:
+    """KEY=VALUE lines of a .env file (blank lines, `#` comments and `export ` allowed); {} if absent."""
+    if not path.is_file():
+        return {}
+    values = {}
+    for line in path.read_text().splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, value = line.split("=", 1)
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def api_token():
+    """NEPTUNE_API_TOKEN from the environment, else from ./.env, else from <repo>/.env; or None."""
+    if os.environ.get(TOKEN_VARIABLE):
+        return os.environ[TOKEN_VARIABLE]
+    for folder in (Path.cwd(), REPO_ROOT):
+        token = read_env_file(folder / ".env").get(TOKEN_VARIABLE)
+        if token:
+            return token
     return None
 
 
+def import_neptune():
+    """The neptune package, or a ConfigError that says how to install it."""
+    try:
+        import neptune
+    except ImportError:
+        raise ConfigError("logger.backend='neptune' needs the neptune client: "
+                          "pip install -r requirements-neptune.txt (or choose logger.backend='mlflow').") from None
+    return neptune
+
+
+def choose_mode(cfg, token) -> str:
+    """cfg.neptune_mode, or async with a project and a token, else offline."""
+    project = cfg.get("neptune_project")
+    mode = cfg.get("neptune_mode") or ("async" if project and token else "offline")
+    if mode not in MODES:
+        raise ConfigError(f"logger.neptune_mode={mode!r} is not a neptune mode: use one of {', '.join(MODES)}.")
+    if mode in CONNECTED_MODES and not (project and token):
+        raise ConfigError(f"logger.neptune_mode={mode!r} needs logger.neptune_project and {TOKEN_VARIABLE} "
+                          f"(environment or .env); hosted neptune.ai is closed, so use 'offline' or 'debug' "
+                          f"without a server.")
+    return mode
+
+
 class NeptuneBackend:
-    def __init__(self, cfg, run_dir, run_name, resume_run_id):
-        try:
-            import neptune
-            from neptune.types import File
-        except ImportError:
-            raise ConfigError("logger.backend='neptune' needs the neptune client: "
-                              "pip install -r requirements-neptune.txt (or choose logger.backend=mlflow).") from None
+    """One neptune run; see the module docstring for modes and field names."""
+
+    def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
+        neptune = import_neptune()
+        from neptune.types import File
         self.File = File
-        token = read_token()
-        mode = cfg.neptune_mode or ("async" if cfg.neptune_project and token else "offline")
+        token = api_token()
+        mode = choose_mode(cfg, token)
+        connected = mode in CONNECTED_MODES
+        if resume_run_id and not connected:
+            warnings.warn(f"neptune {mode} mode cannot reopen run {resume_run_id}; logging to a new run.")
         previous = os.environ.get("NEPTUNE_DATA_DIRECTORY")
-        os.environ["NEPTUNE_DATA_DIRECTORY"] = str(run_dir / ".neptune")
+        os.environ["NEPTUNE_DATA_DIRECTORY"] = str(Path(run_dir) / ".neptune")  # read once, when the run opens
         try:
-            self.run = neptune.init_run(project=cfg.neptune_project, api_token=token, mode=mode, name=run_name,
-                                        with_id=resume_run_id if mode in ("async", "sync") else None,
-                                        capture_hardware_metrics=False)
+            self.run = neptune.init_run(project=cfg.get("neptune_project") if connected else None,
+                                        api_token=token if connected else None, mode=mode, name=run_name,
+                                        with_id=resume_run_id if connected else None)
         finally:
             if previous is None:
-                os.environ.pop("NEPTUNE_DATA_DIRECTORY")
+                del os.environ["NEPTUNE_DATA_DIRECTORY"]
             else:
                 os.environ["NEPTUNE_DATA_DIRECTORY"] = previous
-        self.run_id = self.run["sys/id"].fetch() if mode in ("async", "sync") else None
+        self.run_id = self.run["sys/id"].fetch() if connected else None
 
-    def log_params(self, params):
-        self.run["parameters"] = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-                                  for key, value in params.items()}
+    def log_params(self, params: dict) -> None:
+        self.run["parameters"] = params
 
-    def log_metrics(self, records):
-        for name, value, step in records:
-            self.run[name].append(value, step=step)
+    def log_metrics(self, records: list) -> None:
+        """One `extend` per metric name: a single queued operation for the whole batch."""
+        series = defaultdict(list)
+        for name, value, step, seconds in records:
+            series[name].append((value, step, seconds))
+        for name, points in series.items():
+            values, steps, timestamps = (list(column) for column in zip(*points))
+            self.run[name].extend(values, steps=steps, timestamps=timestamps)
 
-    def log_artifact(self, path, artifact_dir):
-        self.run[f"files/{artifact_dir + '/' if artifact_dir else ''}{Path(path).name}"].upload(str(path))
+    def log_image(self, fig, path: Path, name: str) -> None:
+        self.run[f"images/{Path(name).with_suffix('').as_posix()}"].upload(
+            self.File.from_content(path.read_bytes(), extension="png"))
 
-    def log_figure(self, path, name, figure):
-        self.run[f"plots/{name.rsplit('.', 1)[0]}"].upload(self.File.as_image(figure))
+    def log_file(self, path: Path, artifact_path) -> None:
+        field = "/".join(part for part in ("files", artifact_path, path.stem) if part)
+        self.run[field].upload(self.File.from_content(path.read_bytes(), extension=path.suffix.lstrip(".")))
 
-    def log_summary(self, summary):
-        self.run["summary"] = {key: value if isinstance(value, (int, float, str, bool)) else str(value)
-                               for key, value in summary.items()}
+    def log_summary(self, summary: dict) -> None:
+        self.run["summary"] = summary
 
-    def close(self, status):
-        self.run["sys/failed"] = status != "FINISHED"
+    def close(self, status: str) -> None:
+        if status != "FINISHED":
+            self.run["sys/failed"] = True
         self.run.stop()

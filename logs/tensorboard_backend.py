@@ -1,38 +1,53 @@
-"""TensorBoard backend: event files under `<run_dir>/tensorboard/` (`tensorboard --logdir runs`)."""
-import json
+"""TensorBoard backend: event files in `<run_dir>/tensorboard/` (`tensorboard --logdir <exp_dir>`).
+
+Scalars keep their names and steps; hyperparameters and the summary are markdown tables
+(text tab), numeric summary values also scalars `final/<key>`; figures go to the images
+tab. TensorBoard has no file store, so `log_file` does nothing (the files stay in run_dir).
+A resumed run appends a new event file to the same directory, which TensorBoard merges.
+"""
+from pathlib import Path
 
 from utils.errors import ConfigError
 
 
+def markdown_table(values: dict) -> str:
+    """| key | value | rows, with `|` in values escaped."""
+    rows = [f"| {key} | {str(value).replace('|', '&#124;')} |" for key, value in values.items()]
+    return "\n".join(["| key | value |", "|---|---|", *rows])
+
+
 class TensorBoardBackend:
+    """A SummaryWriter on run_dir/tensorboard; `run_id` is None (the directory is the run)."""
+
     run_id = None
 
-    def __init__(self, run_dir):
+    def __init__(self, run_dir: Path):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise ConfigError("logger.backend='tensorboard' needs TensorBoard: "
-                              "pip install -r requirements-tensorboard.txt.") from None
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+            raise ConfigError("logger.backend='tensorboard' needs tensorboard: "
+                              "pip install -r requirements-tensorboard.txt") from None
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
 
-    def log_params(self, params):
-        rows = "\n".join(f"| {key} | {json.dumps(value, default=str)} |" for key, value in params.items())
-        self.writer.add_text("hyperparameters", "| parameter | value |\n|---|---|\n" + rows)
+    def log_params(self, params: dict) -> None:
+        self.writer.add_text("hyperparameters", markdown_table(params))
 
-    def log_metrics(self, records):
-        for name, value, step in records:
-            self.writer.add_scalar(name, value, step)
+    def log_metrics(self, records: list) -> None:
+        for name, value, step, seconds in records:
+            self.writer.add_scalar(name, value, step, walltime=seconds)
 
-    def log_artifact(self, path, artifact_dir):
-        pass  # the file is already in the run directory beside the event files
+    def log_image(self, fig, path: Path, name: str) -> None:
+        self.writer.add_figure(Path(name).with_suffix("").as_posix(), fig, close=False)
 
-    def log_figure(self, path, name, figure):
-        self.writer.add_figure(name.rsplit(".", 1)[0], figure, close=False)
+    def log_file(self, path: Path, artifact_path) -> None:
+        """Nothing to do: TensorBoard stores no files."""
 
-    def log_summary(self, summary):
+    def log_summary(self, summary: dict) -> None:
+        self.writer.add_text("summary", markdown_table(summary))
         for key, value in summary.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"summary/{key}", value, 0)
+                self.writer.add_scalar(f"final/{key}", value, 0)
 
-    def close(self, status):
+    def close(self, status: str) -> None:
+        self.writer.add_text("status", status)
         self.writer.close()
