@@ -98,3 +98,16 @@ def test_overfit_batch_and_dataset_stats(kmnist_root, tmp_path):
     stats = run_script("dataset_stats.py", "--cfg", "mlp", "--set", f"data.root='{kmnist_root}'", "data.md5=None")
     assert stats.returncode == 0, stats.stderr
     assert "300" in stats.stdout and "100" in stats.stdout  # train and test sizes
+
+
+def test_compare_runs_table(tmp_path):
+    for name, accuracy in (("a", 0.8), ("b", 0.9)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"model_name": "MLP", "trainable_parameters": 159010, "final_test_accuracy": accuracy}))
+    result = run_script("compare_runs.py", "--exp-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()
+    assert rows[2].startswith("| b | MLP | 159,010 |") and "0.9000" in rows[2] and rows[3].startswith("| a |")
+    empty = run_script("compare_runs.py", "--exp-dir", str(tmp_path / "a"))
+    assert empty.returncode == 2 and "No finished runs" in empty.stderr
