@@ -4,10 +4,11 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.kmnist import KMNIST
+from datasets.oxford_pet import OxfordIIITPet
 from datasets.transforms import build_transforms
 from utils.errors import ConfigError, did_you_mean
 
-DATASETS = {"KMNIST": KMNIST}
+DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
 
 
 def dataset_class(name):

@@ -1,0 +1,162 @@
+"""Oxford-IIIT Pet: 7,349 RGB photos of 37 cat and dog breeds (3,680 trainval / 3,669 test).
+
+`data.root` holds `images/` and `annotations/` (the official archives extracted, or the
+Kaggle copy, also read-only). When they are missing, `images.tar.gz` and
+`annotations.tar.gz` are downloaded from the mirrors, md5-checked and safely extracted.
+Split lists are `annotations/trainval.txt` and `annotations/test.txt`, lines of
+`Image CLASS-ID SPECIES BREED-ID` (ids from 1; species 1 = cat, 2 = dog); class names come
+from the image names (`american_pit_bull_terrier_12` -> `american_pit_bull_terrier`).
+"""
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from datasets.download import ensure_files, extract_archive_safely
+from utils.errors import DataError
+
+SPLIT_FILES = {"train": "trainval.txt", "test": "test.txt"}
+ARCHIVES = {"images.tar.gz": "images", "annotations.tar.gz": "annotations"}
+SPECIES = {1: "cat", 2: "dog"}
+STATISTICS_SIZE = 256  # pixel statistics are taken on images whose shorter side is resized to this
+
+
+def has_layout(root: Path) -> bool:
+    """`root` holds images/ and both split lists."""
+    return (root / "images").is_dir() and all((root / "annotations" / f).is_file() for f in SPLIT_FILES.values())
+
+
+def prepare_root(cfg) -> Path:
+    """The directory holding images/ and annotations/, downloading and extracting if needed.
+
+    An existing layout is used as is (also one level down, as some Kaggle copies nest it).
+    """
+    root = Path(cfg.root)
+    if has_layout(root):
+        return root
+    nested = [d for d in sorted(root.glob("*")) if d.is_dir() and has_layout(d)] if root.is_dir() else []
+    if nested:
+        return nested[0]
+    md5 = cfg.md5 or {}
+    ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet")
+    for archive, folder in ARCHIVES.items():
+        if not (root / folder).exists():
+            print(f"Extracting {root / archive}")
+            extract_archive_safely(root / archive, root)
+    if not has_layout(root):
+        raise DataError(f"{root} lacks images/ or annotations/trainval.txt and test.txt after extraction: "
+                        f"the archives are not the Oxford-IIIT Pet release; delete them and download again.")
+    return root
+
+
+def read_split(path: Path):
+    """[(image name, class id, species id)] of a split list."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        try:
+            rows.append((fields[0], int(fields[1]), int(fields[2])))
+        except (IndexError, ValueError):
+            raise DataError(f"{path}, line {number}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}.") \
+                from None
+    return rows
+
+
+def decode_rgb(path: Path) -> Image.Image:
+    """Decode by content (the release has a GIF and a PNG with alpha under .jpg names) to RGB."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as error:
+        raise DataError(f"Cannot decode the image {path} ({error}): replace it with the file from the "
+                        f"official release, or remove its line from the annotation lists.") from None
+
+
+class OxfordIIITPet(Dataset):
+    """One split of Oxford-IIIT Pet.
+
+    Args:
+        cfg: the `data` config section (root, download, mirrors, md5).
+        split: "train" (trainval.txt) or "test" (test.txt).
+        transforms: callable applied to each RGB PIL image, or None.
+
+    Items: {"image": transforms(PIL RGB image), "label": int, "category": "cat" | "dog"}.
+    Labels index `classes`: the class ids found in either list, in id order, named by breed.
+    """
+
+    image_mode, image_size = "RGB", None
+
+    def __init__(self, cfg, split, transforms=None):
+        if split not in SPLIT_FILES:
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        self.split, self.transforms = split, transforms
+        self.root = prepare_root(cfg)
+        lists = {name: read_split(self.root / "annotations" / file) for name, file in SPLIT_FILES.items()}
+        names_by_id = {}
+        for image, class_id, _ in lists["train"] + lists["test"]:
+            names_by_id.setdefault(class_id, image.rsplit("_", 1)[0])
+        ids = sorted(names_by_id)
+        self.classes = [names_by_id[i] for i in ids]
+        label_of = {class_id: label for label, class_id in enumerate(ids)}
+        self.samples = [(self.root / "images" / f"{image}.jpg", label_of[class_id], SPECIES.get(species, "unknown"))
+                        for image, class_id, species in lists[split]]
+        missing = [path.name for path, _, _ in self.samples if not path.is_file()]
+        if missing:
+            shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+            raise DataError(f"{len(missing)} of the {len(self.samples)} {split} images listed in "
+                            f"{self.root / 'annotations' / SPLIT_FILES[split]} are missing from "
+                            f"{self.root / 'images'}: {shown}. Restore them from images.tar.gz.")
+
+    def __len__(self):
+        return len(self.samples)
+
+    def __getitem__(self, index):
+        path, label, category = self.samples[index]
+        image = decode_rgb(path)
+        return {"image": self.transforms(image) if self.transforms else image, "label": label, "category": category}
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """int64 [N] labels of the split, in item order."""
+        return torch.tensor([label for _, label, _ in self.samples], dtype=torch.long)
+
+    def class_counts(self) -> list:
+        """Number of images of each class, in class order."""
+        return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+
+    def pixel_statistics(self):
+        """(mean [3], std [3]) per RGB channel of the images scaled to [0, 1], each image first
+        resized so its shorter side is 256 px (as the test pipeline's Resize(256) sees it)."""
+        total, sums, squares = 0, np.zeros(3), np.zeros(3)
+        for path, _, _ in self.samples:
+            image = decode_rgb(path)
+            scale = STATISTICS_SIZE / min(image.size)
+            image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                                 Image.BILINEAR)
+            pixels = np.asarray(image, dtype=np.float64).reshape(-1, 3) / 255.0
+            total, sums, squares = total + len(pixels), sums + pixels.sum(0), squares + (pixels ** 2).sum(0)
+        mean = sums / total
+        return mean.tolist(), np.sqrt(squares / total - mean ** 2).tolist()
+
+    def show_statistic(self) -> dict:
+        """Print and return the split's size, images per class and species, and pixel mean/std."""
+        counts = dict(zip(self.classes, self.class_counts()))
+        species = {name: sum(1 for _, _, c in self.samples if c == name) for name in ("cat", "dog")}
+        mean, std = self.pixel_statistics()
+        print(f"Oxford-IIIT Pet {self.split}: {len(self)} images, {len(self.classes)} classes, "
+              f"{species['cat']} cats, {species['dog']} dogs")
+        for name, count in counts.items():
+            print(f"  {name:>28}: {count}")
+        print(f"  pixel mean {[round(m, 4) for m in mean]}, std {[round(s, 4) for s in std]} "
+              f"(RGB scaled to [0, 1], shorter side {STATISTICS_SIZE} px)")
+        return {"split": self.split, "size": len(self), "class_counts": counts, "species": species,
+                "mean": mean, "std": std}
+
+    @classmethod
+    def load_image_for_inference(cls, path: Path) -> Image.Image:
+        """An image file decoded by content and converted to RGB."""
+        return decode_rgb(Path(path))
