@@ -6,7 +6,6 @@ writes into one run directory: config.json, metrics.csv, summary.json, best.pt, 
 the confusion-matrix images. Interrupting a run and resuming it from last.pt ends with the
 same weights as an uninterrupted run on the CPU.
 """
-import csv
 import json
 import os
 import tempfile
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from datasets.preview import augmentation_preview
 from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler
@@ -26,7 +26,7 @@ from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
 from utils.metrics import balanced_accuracy_from_confusion, confusion_matrix
 from utils.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
-from utils.visualization import plot_confusion_matrix
+from utils.visualization import plot_confusion_matrix, show_batch
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                   "test_balanced_accuracy", "epoch_seconds", "train_images_per_second")
@@ -150,6 +150,7 @@ class Trainer:
             logger.log_hyperparameters({**to_plain(cfg), "trainable_parameters": self.trainable_parameters,
                                         "device": str(self.device), "precision": self.precision.name})
             if self.epochs_completed == 0:
+                self._save_augmentation_preview()
                 self._save_confusion(self.evaluate()["confusion"], "confusion_matrix_start.png",
                                      "Test set before training")
             test = None
@@ -201,6 +202,16 @@ class Trainer:
         lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
                            for c in METRIC_COLUMNS) for row in self.history]
         write_text_atomic(self.run_dir / "metrics.csv", "\n".join(lines) + "\n")
+
+    def _save_augmentation_preview(self):
+        """Log the same training images before and after augmentation (when the loader's
+        dataset keeps its transforms, as the project's datasets do)."""
+        dataset = getattr(self.train_loader, "dataset", None)
+        if getattr(dataset, "transforms", None) is None:
+            return
+        originals, augmented, labels = augmentation_preview(dataset)
+        figure = show_batch(originals, augmented, labels, self.class_names, self.cfg.data.mean, self.cfg.data.std)
+        self.logger.save_plot(figure, "batch_augmentation.png")
 
     def _save_confusion(self, confusion, name, title):
         figure = plot_confusion_matrix(confusion, self.class_names, title=title)

@@ -53,6 +53,7 @@ def test_train_resume_evaluate_predict(kmnist_root, tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["epochs_completed"] == 2 and summary["trainable_parameters"] == 159_010
     assert (tmp_path / "mlflow.db").is_file() and not (tmp_path / "mlruns").exists()
+    assert (run_dir / "batch_augmentation.png").read_bytes()[:4] == b"\x89PNG"
 
     again = run_script("train.py", "--cfg", "mlp", *args, "logger.backend='none'")
     assert again.returncode == 0, again.stderr

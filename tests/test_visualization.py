@@ -2,7 +2,7 @@
 import matplotlib.pyplot as plt
 import numpy as np
 
-from utils.visualization import plot_confusion_matrix
+from utils.visualization import plot_confusion_matrix, show_batch
 
 
 def test_confusion_matrix_figure_shows_names_and_counts(tmp_path):
@@ -25,3 +25,37 @@ def test_figure_grows_with_classes_and_leaves_no_open_pyplot_figures():
     for _ in range(20):
         plot_confusion_matrix(np.eye(10, dtype=int), [str(i) for i in range(10)])
     assert plt.get_fignums() == []
+
+
+def test_show_batch_pairs_each_image_before_and_after():
+    import torch
+    from PIL import Image
+
+    from datasets.preview import augmentation_preview
+    from datasets.transforms import build_transforms
+
+    class Items:
+        """Four 6x5 RGB images of one colour each; the transform flips and normalises."""
+
+        colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0)]
+
+        def __init__(self):
+            self.transforms = build_transforms([("RandomHorizontalFlip", {"p": 1.0}), ("ToTensor", {}),
+                                                ("Normalize", {})], mean=[0.5] * 3, std=[0.25] * 3)
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            image = Image.new("RGB", (6, 5), self.colours[index])
+            return {"image": self.transforms(image) if self.transforms else image, "label": index % 2}
+
+    dataset = Items()
+    originals, augmented, labels = augmentation_preview(dataset, count=4)
+    assert dataset.transforms is not None and labels == [0, 1, 0, 1]
+    assert augmented.shape == (4, 3, 5, 6) and originals[2].getpixel((0, 0)) == (0, 0, 255)
+    figure = show_batch(originals, augmented, labels, ["cat", "dog"], mean=[0.5] * 3, std=[0.25] * 3)
+    axes = figure.axes
+    assert len(axes) == 8 and [a.get_title() for a in axes[:4]] == ["cat", "dog", "cat", "dog"]
+    after = axes[6].get_images()[0].get_array()  # bottom row, third image: un-normalised blue
+    assert np.allclose(np.asarray(after)[..., 2], 1.0) and np.allclose(np.asarray(after)[..., 0], 0.0)

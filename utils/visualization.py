@@ -35,3 +35,28 @@ def plot_confusion_matrix(confusion, class_names, title="Confusion matrix") -> F
             axes.text(col, row, str(int(counts[row, col])), ha="center", va="center", fontsize=cell_font,
                       color="white" if counts[row, col] > threshold else "black")
     return figure
+
+
+def show_batch(originals, augmented, labels, class_names, mean, std, title="Batch before and after augmentation"):
+    """The same images before (top row) and after (bottom row) the training transforms.
+
+    originals: list of N PIL images as stored; augmented: float [N, C, H, W], normalised
+    with `mean`/`std` (per channel), un-normalised here for display; labels: N ints.
+    """
+    count = len(originals)
+    figure = Figure(figsize=(2.2 * count, 5.0), layout="constrained")
+    axes = figure.subplots(2, count, squeeze=False)
+    mean = torch.as_tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    std = torch.as_tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    for column in range(count):
+        shown = (augmented[column].float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+        for row, image in enumerate((np.asarray(originals[column]), shown)):
+            axis = axes[row][column]
+            axis.imshow(image, cmap="gray" if image.ndim == 2 or image.shape[-1] == 1 else None)
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[0][column].set_title(class_names[labels[column]], fontsize=9)
+    axes[0][0].set_ylabel("before")
+    axes[1][0].set_ylabel("after")
+    figure.suptitle(title)
+    return figure
