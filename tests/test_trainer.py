@@ -102,3 +102,14 @@ def test_checkpoint_for_another_model_is_refused(tmp_path):
     (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):
         trainer.load_model(tmp_path / "broken.pt")
+
+
+def test_label_smoothing_matches_the_formula(tmp_path):
+    """loss = (1 - eps) * CE(y) + eps * mean_k(-log p_k) (Szegedy et al., 2016; Bag of Tricks, 5.2)."""
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.label_smoothing=0.1"))
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 9, 3, 1, 7])
+    log_p = torch.log_softmax(logits, dim=1)
+    expected = (0.9 * -log_p[torch.arange(6), labels] - 0.1 * log_p.mean(dim=1)).mean()
+    assert trainer.criterion(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert expected.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
