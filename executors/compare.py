@@ -2,11 +2,12 @@
 import json
 from pathlib import Path
 
-COLUMNS = [("run", "run"), ("model_name", "model"), ("trainable_parameters", "parameters"),
-           ("epochs_completed", "epochs"), ("best_test_accuracy", "best acc"), ("best_epoch", "best epoch"),
-           ("final_test_accuracy", "final acc"), ("final_test_balanced_accuracy", "final bal. acc"),
-           ("final_test_loss", "final loss"), ("train_images_per_second", "train img/s"),
-           ("wall_time_seconds", "wall s")]
+# (summary.json key, column title, format of a number in that column)
+COLUMNS = [("run", "run", None), ("model_name", "model", None), ("trainable_parameters", "parameters", ","),
+           ("epochs_completed", "epochs", ","), ("best_test_accuracy", "best acc", ".4f"),
+           ("best_epoch", "best epoch", ","), ("final_test_accuracy", "final acc", ".4f"),
+           ("final_test_balanced_accuracy", "final bal. acc", ".4f"), ("final_test_loss", "final loss", ".4f"),
+           ("train_images_per_second", "train img/s", ",.0f"), ("wall_time_seconds", "wall s", ",.0f")]
 
 
 def collect_summaries(exp_dir) -> list:
@@ -17,17 +18,15 @@ def collect_summaries(exp_dir) -> list:
     return rows
 
 
-def _cell(value):
-    if isinstance(value, float):
-        return f"{value:.4f}" if value <= 1.0 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return "" if value is None else str(value)
+def _cell(value, number_format):
+    if value is None:
+        return ""
+    return format(value, number_format) if number_format else str(value)
 
 
 def markdown_table(rows) -> str:
     """A Markdown table of the runs, best final accuracy first."""
     rows = sorted(rows, key=lambda r: -(r.get("final_test_accuracy") or 0))
-    lines = ["| " + " | ".join(title for _, title in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_cell(row.get(key)) for key, _ in COLUMNS) + " |" for row in rows]
+    lines = ["| " + " | ".join(title for _, title, _ in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(_cell(row.get(key), fmt) for key, _, fmt in COLUMNS) + " |" for row in rows]
     return "\n".join(lines)

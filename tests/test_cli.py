@@ -105,10 +105,12 @@ def test_compare_runs_table(tmp_path):
     for name, accuracy in (("a", 0.8), ("b", 0.9)):
         (tmp_path / name).mkdir()
         (tmp_path / name / "summary.json").write_text(json.dumps(
-            {"model_name": "MLP", "trainable_parameters": 159010, "final_test_accuracy": accuracy}))
+            {"model_name": "MLP", "trainable_parameters": 159010, "final_test_accuracy": accuracy,
+             "final_test_loss": 1.17035, "train_images_per_second": 16544.8}))
     result = run_script("compare_runs.py", "--exp-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     rows = result.stdout.strip().splitlines()
-    assert rows[2].startswith("| b | MLP | 159,010 |") and "0.9000" in rows[2] and rows[3].startswith("| a |")
+    assert rows[2].startswith("| b | MLP | 159,010 |") and rows[3].startswith("| a |")
+    assert "| 0.9000 |" in rows[2] and "| 1.1704 | 16,545 |" in rows[2]  # a loss above 1 keeps its decimals
     empty = run_script("compare_runs.py", "--exp-dir", str(tmp_path / "a"))
     assert empty.returncode == 2 and "No finished runs" in empty.stderr
