@@ -7,6 +7,7 @@ optimizer step (k = 1..N) uses
     lr_k = lr * (1 + cos(pi * (k - 1 - W) / (N - W))) / 2   after warmup (cosine),
 as in He et al., "Bag of Tricks", section 3.
 """
+import functools
 import math
 
 import torch
@@ -58,21 +59,28 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str)
     return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
-class WarmupSchedule:
-    """Picklable lr lambda for torch.optim.lr_scheduler.LambdaLR (see lr_multiplier)."""
-
-    def __init__(self, warmup_steps, total_steps, schedule):
-        self.warmup_steps, self.total_steps, self.schedule = warmup_steps, total_steps, schedule
-
-    def __call__(self, step):
-        return lr_multiplier(step, self.warmup_steps, self.total_steps, self.schedule)
-
-
 def build_scheduler(optimizer, train_cfg, steps_per_epoch: int):
-    """LambdaLR stepped every iteration over train.epochs * steps_per_epoch steps."""
+    """LambdaLR stepped every iteration over train.epochs * steps_per_epoch steps.
+
+    The lr function is a `functools.partial`, which LambdaLR's state_dict does not capture:
+    the schedule's shape always comes from the config, and a checkpoint restores only the
+    step count (see sync_lr_to_schedule).
+    """
     if train_cfg.scheduler not in SCHEDULES:
         raise ConfigError(f"train.scheduler='{train_cfg.scheduler}' is not one of {', '.join(SCHEDULES)}.")
     total_steps = train_cfg.epochs * steps_per_epoch
     warmup_steps = min(total_steps, round(train_cfg.warmup_epochs * steps_per_epoch))
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupSchedule(warmup_steps, total_steps, train_cfg.scheduler))
+    multiplier = functools.partial(lr_multiplier, warmup_steps=warmup_steps, total_steps=total_steps,
+                                   schedule=train_cfg.scheduler)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, multiplier)
+
+
+def sync_lr_to_schedule(scheduler) -> None:
+    """Set every param group's lr to the schedule's value at the scheduler's restored step.
+
+    With the config of the checkpointed run this changes nothing (the same value); with a
+    longer `train.epochs` it moves the lr onto the longer schedule's curve.
+    """
+    step = scheduler.last_epoch
+    for group, base_lr, multiplier in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base_lr * multiplier(step)

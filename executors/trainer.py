@@ -19,7 +19,7 @@ from tqdm import tqdm
 from datasets.preview import augmentation_preview
 from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from executors.evaluation import evaluate_model, to_device
-from executors.optim import build_optimizer, build_scheduler
+from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_dir import BEST, LAST
 from logs.Logger import Logger
 from models.registry import build_model, count_trainable_parameters
@@ -256,6 +256,7 @@ class Trainer:
         load_model_weights(self.model, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
         self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]

@@ -52,4 +52,5 @@ def test_notebook_trains_evaluates_and_resumes(tmp_path):
     rows = read_metrics(run_dir)
     assert [row["epoch"] for row in rows] == ["1", "2", "3"]
     assert rows[:2] == first_two
+    assert float(rows[2]["lr"]) > 0  # the 3-epoch schedule, not the finished 2-epoch one (which ends at 0)
     assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 3

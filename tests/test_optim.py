@@ -6,7 +6,7 @@ import torch
 from easydict import EasyDict
 from torch import nn
 
-from executors.optim import build_optimizer, build_scheduler, resolve_lr
+from executors.optim import build_optimizer, build_scheduler, resolve_lr, sync_lr_to_schedule
 from utils.errors import ConfigError
 
 
@@ -84,6 +84,28 @@ def test_scheduler_state_restores_the_same_lr_sequence():
     fresh.load_state_dict(state)
     assert fresh.get_last_lr() == scheduler.get_last_lr()
     assert fresh.last_epoch == 17
+
+
+def test_resume_with_more_epochs_follows_the_longer_schedule():
+    short, longer = train_cfg(epochs=2, warmup_epochs=0.0), train_cfg(epochs=4, warmup_epochs=0.0)
+    optimizer = build_optimizer(TinyNet(), short)
+    scheduler = build_scheduler(optimizer, short, 5)
+    for _ in range(10):  # the whole short run: its cosine ends at lr 0
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.0
+
+    resumed_optimizer = build_optimizer(TinyNet(), longer)
+    resumed_optimizer.load_state_dict(optimizer.state_dict())
+    resumed = build_scheduler(resumed_optimizer, longer, 5)
+    resumed.load_state_dict(scheduler.state_dict())
+    sync_lr_to_schedule(resumed)
+    used = []
+    for _ in range(10):
+        used.append(resumed_optimizer.param_groups[0]["lr"])
+        resumed_optimizer.step()
+        resumed.step()
+    assert used == pytest.approx([0.05 * (1 + math.cos(math.pi * step / 20)) for step in range(10, 20)], abs=1e-15)
 
 
 def test_bad_optimizer_and_schedule_names():
