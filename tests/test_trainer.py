@@ -58,6 +58,20 @@ def test_step_metrics_are_for_the_batch(tmp_path):
     assert trainer.global_step == 1
 
 
+def test_bf16_autocast_step_matches_fp32(tmp_path):
+    """train.amp='bf16' runs the forward pass in bfloat16 (here on the CPU) and keeps fp32 weights."""
+    losses = {}
+    for amp in ("off", "bf16"):
+        torch.manual_seed(0)
+        trainer = make_trainer(mlp_cfg(tmp_path, f"train.amp='{amp}'"))
+        batch = next(iter(trainer.train_loader))
+        loss, logits = trainer._forward_backward(batch["image"], batch["label"])
+        losses[amp] = loss.item()
+        assert logits.dtype == (torch.bfloat16 if amp == "bf16" else torch.float32)
+        assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
+    assert losses["bf16"] == pytest.approx(losses["off"], rel=2e-2) and losses["bf16"] != losses["off"]
+
+
 def test_overfitting_on_batch_reaches_100_percent(tmp_path):
     result = make_trainer(mlp_cfg(tmp_path)).overfitting_on_batch(200)
     assert result["accuracy"] == 1.0 and result["steps"] <= 200
