@@ -28,17 +28,29 @@ def has_layout(root: Path) -> bool:
     return (root / "images").is_dir() and all((root / "annotations" / f).is_file() for f in SPLIT_FILES.values())
 
 
+def find_layout(folder: Path, depth: int = 1):
+    """The first folder (in name order) at most `depth` levels below `folder`, `folder` itself
+    included, that holds images/ and both split lists; None when there is none."""
+    if has_layout(folder):
+        return folder
+    if depth == 0 or not folder.is_dir():
+        return None
+    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("images", "annotations")):
+        found = find_layout(child, depth - 1)
+        if found is not None:
+            return found
+    return None
+
+
 def prepare_root(cfg) -> Path:
     """The directory holding images/ and annotations/, downloading and extracting if needed.
 
     An existing layout is used as is (also one level down, as some Kaggle copies nest it).
     """
     root = Path(cfg.root)
-    if has_layout(root):
-        return root
-    nested = [d for d in sorted(root.glob("*")) if d.is_dir() and has_layout(d)] if root.is_dir() else []
-    if nested:
-        return nested[0]
+    existing = find_layout(root, depth=1)
+    if existing is not None:
+        return existing
     md5 = cfg.md5 or {}
     ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet")
     for archive, folder in ARCHIVES.items():

@@ -26,7 +26,6 @@ def execute(work_dir, overrides="[]"):
                        resources={"metadata": {"path": str(REPO / "notebooks")}}).execute()
     finally:
         del os.environ["KAGGLE_NOTEBOOK_WORK_DIR"]
-    return notebook
 
 
 def read_metrics(run_dir):

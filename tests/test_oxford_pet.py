@@ -5,7 +5,7 @@ import pytest
 import torch
 from easydict import EasyDict
 
-from datasets.oxford_pet import OxfordIIITPet
+from datasets.oxford_pet import OxfordIIITPet, find_layout
 from tests.synthetic_kmnist import http_server
 from tests.synthetic_pets import add_quirky_images, pack_archives, pack_evil_images_archive, write_pets
 from utils.errors import DataError
@@ -93,6 +93,16 @@ def test_nested_read_only_kaggle_layout_is_used_as_is(tmp_path):
     finally:
         os.chmod(outer, 0o755)
     assert len(dataset) == 6 and sorted(os.listdir(outer)) == ["oxford-iiit-pet"]
+
+
+def test_find_layout_searches_only_as_deep_as_asked(tmp_path):
+    deep = write_pets(tmp_path / "input" / "datasets" / "owner" / "oxford-iiit-pet")
+    write_pets(tmp_path / "input" / "z-later")  # found first at depth 1: name order, shallow before deep
+    assert find_layout(tmp_path / "input", depth=1) == tmp_path / "input" / "z-later"
+    (tmp_path / "input" / "z-later" / "annotations" / "test.txt").unlink()
+    assert find_layout(tmp_path / "input", depth=2) is None
+    assert find_layout(tmp_path / "input", depth=3) == deep
+    assert find_layout(tmp_path / "missing", depth=4) is None
 
 
 def test_statistics(tmp_path, capsys):
