@@ -22,6 +22,10 @@ data_cfg = EasyDict(
         "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
     },
     num_workers=0,
+    # auto | device | workers: batches built on the training device from the whole split held
+    # there as uint8 (auto: when the transforms have batched versions and it fits), or per item
+    # in DataLoader workers. See datasets/loaders.py.
+    loader="auto",
     # Per-channel mean/std of the training images scaled to [0, 1]. None: computed from the
     # training split at start-up (what show_statistic prints) and saved with the run.
     mean=None,

@@ -27,6 +27,11 @@ data_cfg = EasyDict(
         "annotations.tar.gz": "95a8c909bbe2e81eed6a22bccdf3f68f",
     },
     num_workers=4,
+    # auto | device | workers (datasets/loaders.py). The device path decodes every image once
+    # into cache_dir (None: <repo>/data/cache), capped at cache_max_side px on the longer side.
+    loader="auto",
+    cache_dir=None,
+    cache_max_side=500,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     transforms=EasyDict(

@@ -41,6 +41,12 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return body.reshape(shape)
 
 
+def idx_bytes(array: np.ndarray) -> bytes:
+    """The idx encoding of a uint8 array (what read_idx reads back): magic 0x0000080N, big-endian dims, data."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
 def read_npz(path: Path) -> np.ndarray:
     try:
         with np.load(path) as archive:

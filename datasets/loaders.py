@@ -1,14 +1,31 @@
-"""Datasets and DataLoaders from the config: the one place that knows every dataset class."""
+"""Datasets and loaders from the config: the one place that knows every dataset class and
+chooses between the two loader paths (`data.loader`):
+
+* `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
+* `device`: the whole split held on the training device as uint8, batches shuffled and
+  augmented there (datasets/device_loader.py).
+* `auto`: `device` when every transform of both splits has a batched version, both splits
+  together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
+  the CPU), and the data is in memory already or the device is a GPU; else `workers`, with a
+  one-line note saying why. On the CPU, decoding files into per-item PIL workers measured
+  faster than batched crops of the decoded cache (README, "Speed"), hence the last rule.
+"""
 
 import torch
 from torch.utils.data import DataLoader
 
+from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
+from datasets.device_loader import DeviceLoader
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.transforms import build_transforms
 from utils.errors import ConfigError, did_you_mean
+from utils.runtime import resolve_device
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
+LOADERS = ("auto", "device", "workers")
+DEVICE_MEMORY_SHARE = 0.25
 
 
 def dataset_class(name):
@@ -38,19 +55,73 @@ def build_loader(cfg, split, batch_size=None):
     return make_loader(build_dataset(cfg.data, split), cfg, split, batch_size)
 
 
+def _batched_plans(data_cfg):
+    """{split: (prefix specs, BatchedCompose)}; raises NotBatchable."""
+    plans = {}
+    for split in ("train", "test"):
+        prefix, rest = split_prefix(data_cfg.transforms[split])
+        plans[split] = prefix, build_batched_transforms(rest, data_cfg.mean, data_cfg.std)
+    return plans
+
+
+def choose_loader(cfg, datasets, device):
+    """(kind, plans, reason): kind "device" with plans {split: (prefix, BatchedCompose)}, or
+    "workers" with plans None, for `datasets` {split: dataset}, as data.loader asks."""
+    choice = cfg.data.get("loader", "auto")
+    if choice not in LOADERS:
+        raise ConfigError(f"data.loader='{choice}' is not one of {', '.join(LOADERS)}.{did_you_mean(choice, LOADERS)}")
+    if choice == "workers":
+        return "workers", None, "data.loader='workers'"
+    try:
+        plans = _batched_plans(cfg.data)
+    except NotBatchable as error:
+        if choice == "device":
+            raise
+        return "workers", None, str(error)
+    if choice == "device":
+        return "device", plans, "data.loader='device'"
+    needed = sum(estimated_bytes(datasets[s], plans[s][0], cfg.data) for s in plans)
+    memory = device_memory_bytes(device)
+    if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
+        return "workers", None, (f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than "
+                                 f"{DEVICE_MEMORY_SHARE:.0%} of the {device.type} memory; data.loader='device' forces it")
+    if device.type == "cpu" and not is_in_memory(datasets["train"]):
+        return "workers", None, "image files on the CPU: per-item decoding and PIL transforms are faster there"
+    return "device", plans, f"both splits fit in {device.type} memory as uint8"
+
+
+def _device_loaders(cfg, datasets, plans, device):
+    loaders = {}
+    for split, (prefix, transform) in plans.items():
+        images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
+        if sizes is not None and not transform.handles_ragged:
+            raise NotBatchable(f"the {split} images differ in size and {transform} does not start with a "
+                               f"transform that accepts that (RandomResizedCrop); use data.loader='workers'.")
+        loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
+                                      seed=cfg.seed, sizes=sizes)
+    return loaders
+
+
 def build_loaders(cfg):
-    """(train_loader, test_loader, class_names).
+    """(train_loader, test_loader, class_names), on the path data.loader chooses.
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
     """
     data_cfg = cfg.data
-    train_set = dataset_class(data_cfg.name)(data_cfg, "train")
-    test_set = dataset_class(data_cfg.name)(data_cfg, "test")
+    datasets = {split: dataset_class(data_cfg.name)(data_cfg, split) for split in ("train", "test")}
     if data_cfg.mean is None or data_cfg.std is None:
-        mean, std = train_set.pixel_statistics()
+        mean, std = datasets["train"].pixel_statistics()
         data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
         print(f"{data_cfg.name} training-set statistics for Normalize: mean={data_cfg.mean} std={data_cfg.std}")
-    train_set.transforms = build_transforms(data_cfg.transforms.train, data_cfg.mean, data_cfg.std)
-    test_set.transforms = build_transforms(data_cfg.transforms.test, data_cfg.mean, data_cfg.std)
-    return make_loader(train_set, cfg, "train"), make_loader(test_set, cfg, "test"), list(train_set.classes)
+    device = resolve_device(cfg.device)
+    kind, plans, reason = choose_loader(cfg, datasets, device)
+    if kind == "device":
+        loaders = _device_loaders(cfg, datasets, plans, device)
+        print(f"Data loader: device, batches built on {device} ({reason})")
+    else:
+        for split, dataset in datasets.items():
+            dataset.transforms = build_transforms(data_cfg.transforms[split], data_cfg.mean, data_cfg.std)
+        loaders = {split: make_loader(dataset, cfg, split) for split, dataset in datasets.items()}
+        print(f"Data loader: workers, {data_cfg.num_workers} worker processes ({reason})")
+    return loaders["train"], loaders["test"], list(datasets["train"].classes)

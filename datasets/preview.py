@@ -2,15 +2,23 @@
 import torch
 
 
-def augmentation_preview(dataset, count=8):
-    """(originals: list of PIL images, augmented: float [N, C, H, W], labels: list of N ints)
-    for the first `count` items of `dataset`, spread over the dataset.
+def augmentation_preview(loader, count=8):
+    """(originals: list of PIL images or uint8 arrays, augmented: float [N, C, H, W], labels:
+    list of N ints) for `count` training items spread over the split; None when the loader
+    cannot show its items before augmentation.
 
-    The dataset must keep its transforms in `dataset.transforms` (KMNIST, OxfordIIITPet).
+    A device loader previews itself; a DataLoader over a dataset that keeps its transforms in
+    `dataset.transforms` (KMNIST, OxfordIIITPet) is previewed through the dataset.
     """
+    if hasattr(loader, "preview"):
+        return loader.preview(count)
+    dataset = getattr(loader, "dataset", None)
+    transforms = getattr(dataset, "transforms", None)
+    if transforms is None:
+        return None
     step = max(1, len(dataset) // count)
     indices = list(range(0, len(dataset), step))[:count]
-    transforms, dataset.transforms = dataset.transforms, None
+    dataset.transforms = None
     try:
         raw = [dataset[i] for i in indices]
     finally:

@@ -11,7 +11,7 @@ import threading
 import numpy as np
 
 from datasets.download import md5sum
-from datasets.kmnist import IDX_FILES, NPZ_FILES
+from datasets.kmnist import IDX_FILES, NPZ_FILES, idx_bytes
 
 
 def kmnist_arrays(per_class, seed):
@@ -22,12 +22,6 @@ def kmnist_arrays(per_class, seed):
     rng.shuffle(labels)
     images = np.clip(prototypes[labels] + rng.normal(0, 40, (len(labels), 28, 28)), 0, 255)
     return images.astype(np.uint8), labels.astype(np.uint8)
-
-
-def idx_bytes(array):
-    """The idx encoding of a uint8 array: magic 0x0000080N, big-endian dims, data."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.tobytes()
 
 
 def write_kmnist_idx(root, train_per_class=20, test_per_class=5):

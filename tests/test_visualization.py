@@ -51,7 +51,7 @@ def test_show_batch_pairs_each_image_before_and_after():
             return {"image": self.transforms(image) if self.transforms else image, "label": index % 2}
 
     dataset = Items()
-    originals, augmented, labels = augmentation_preview(dataset, count=4)
+    originals, augmented, labels = augmentation_preview(torch.utils.data.DataLoader(dataset), count=4)
     assert dataset.transforms is not None and labels == [0, 1, 0, 1]
     assert augmented.shape == (4, 3, 5, 6) and originals[2].getpixel((0, 0)) == (0, 0, 255)
     figure = show_batch(originals, augmented, labels, ["cat", "dog"], mean=[0.5] * 3, std=[0.25] * 3)

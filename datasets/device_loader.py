@@ -1,0 +1,80 @@
+"""A loader that keeps a whole split on the training device as uint8 and builds every batch
+there: shuffling, cropping, flipping, colour jitter and normalisation in batched tensor
+operations, with no per-item Python work and no worker processes.
+
+Randomness comes from a CPU generator seeded by (seed, epoch), so an epoch's batches depend
+on nothing else: a run resumed at an epoch boundary sees exactly the batches it would have
+seen, and every device sees the same ones. With `world_size` > 1 each process takes its
+share of every global batch (rank r takes items r, r + world_size, ... of it).
+"""
+import math
+
+import numpy as np
+import torch
+
+from datasets.batch import ImageBatch, to_device
+
+SEED_STRIDE = 1_000_003  # epochs of one seed never reuse another seed's generator states
+
+
+class DeviceLoader:
+    """Batches {"image": float [b, C, h, w], "label": int64 [b]} of a split held on one device.
+
+    Args:
+        images: uint8 [N, C, H, W] on the training device (a canvas; see `sizes`).
+        labels: int64 [N] on the same device.
+        transform: BatchedCompose for this split (datasets/batched_transforms.py).
+        batch_size: global batch size; the last batch may be smaller.
+        shuffle: a new order every epoch (training); False keeps item order (evaluation).
+        seed: the run's seed; epoch e uses a generator seeded from (seed, e).
+        sizes: int64 [N, 2] on the CPU, (height, width) of each image at the canvas's
+            top-left, or None when every image fills the canvas.
+        rank, world_size: this process's share of each batch under data parallelism.
+    """
+
+    def __init__(self, images, labels, transform, batch_size, *, shuffle, seed, sizes=None, rank=0, world_size=1):
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images must be uint8 [N, C, H, W], not {images.dtype} {list(images.shape)}")
+        self.images, self.labels, self.sizes = images, labels, sizes
+        self.transform, self.batch_size, self.shuffle = transform, batch_size, shuffle
+        self.seed, self.epoch = seed, 0
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self):
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the order and augmentations of epoch `epoch` (0-based)."""
+        self.epoch = epoch
+
+    def _generator(self):
+        return torch.Generator().manual_seed((self.seed * SEED_STRIDE + self.epoch) % 2 ** 63)
+
+    def __iter__(self):
+        generator = self._generator()
+        count = len(self.labels)
+        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
+        for start in range(0, count, self.batch_size):
+            indices = order[start:start + self.batch_size][self.rank::self.world_size]
+            yield self._batch(indices, generator)
+
+    def _batch(self, indices, generator):
+        on_device = to_device(indices, self.images.device)
+        sizes = self.sizes[indices] if self.sizes is not None else None
+        images = self.transform(ImageBatch(self.images.index_select(0, on_device), sizes), generator)
+        return {"image": images, "label": self.labels.index_select(0, on_device)}
+
+    def preview(self, count=8):
+        """(originals: list of uint8 arrays [H, W] or [H, W, C], augmented: float [n, C, h, w],
+        labels: list of ints) for `count` items spread over the split, for show_batch.
+        Uses its own generator: the training run's random streams are untouched."""
+        indices = torch.arange(0, len(self.labels), max(1, len(self.labels) // count))[:count]
+        batch = self._batch(indices, torch.Generator().manual_seed(self.seed))
+        originals = []
+        for index in indices.tolist():
+            image = self.images[index].cpu()
+            if self.sizes is not None:
+                height, width = self.sizes[index].tolist()
+                image = image[:, :height, :width]
+            originals.append(np.ascontiguousarray(image.permute(1, 2, 0).squeeze(-1).numpy()))
+        return originals, batch["image"], batch["label"].cpu().tolist()
