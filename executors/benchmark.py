@@ -1,0 +1,216 @@
+"""What scripts/benchmark.py measures: this library's path against a course template's
+per-item PIL DataLoader baseline (executors/baseline.py), in the same process and run, on
+synthetic data in the real formats (executors/benchmark_data.py).
+
+Each workload returns a row: images/s of ours and of the baseline (each at its fastest
+intra-op thread count among 1, 2, 4, ... cores on the CPU), their ratio and seconds per
+epoch. Both sides use the same batch size, model and number of DataLoader workers.
+"""
+import contextlib
+import io
+import os
+import time
+
+import torch
+import torchvision
+from torchvision import transforms as T
+
+from datasets.color_jitter import ColorJitterFactor
+from datasets.kmnist import KMNIST
+from datasets.loaders import build_loaders
+from executors.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
+from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
+from executors.trainer import Trainer
+from models.registry import build_model
+from utils.config import load_config
+from utils.runtime import resolve_precision
+from utils.threads import candidate_counts
+
+PETS_TRAIN, PETS_TEST = 3680, 3669  # images in the official splits, for per-epoch times
+
+
+def row(name, ours, baseline, epoch_images, **details):
+    """A result: ours/baseline are (images per second, threads)."""
+    return {"workload": name, "ours_images_per_second": ours[0], "baseline_images_per_second": baseline[0],
+            "ratio": ours[0] / baseline[0], "ours_threads": ours[1], "baseline_threads": baseline[1],
+            "ours_epoch_seconds": epoch_images / ours[0], "baseline_epoch_seconds": epoch_images / baseline[0],
+            "epoch_images": epoch_images, **details}
+
+
+def fastest(run, device):
+    """(images per second, threads) of `run() -> (images, seconds)` at its best thread count
+    (on a GPU: at PyTorch's default count)."""
+    counts = candidate_counts(torch.get_num_threads() if device.type == "cuda" else _cores())
+    counts = counts[-1:] if device.type == "cuda" else counts
+    results = []
+    for threads in counts:
+        torch.set_num_threads(threads)
+        images, seconds = run()
+        results.append((images / seconds, threads))
+    return max(results)
+
+
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def quiet(function, *args, **kwargs):
+    """Call `function` with its prints and progress bars (loader choice, parameter counts) swallowed."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return function(*args, **kwargs)
+
+
+def timed_epoch(trainer):
+    """(images, seconds) of one Trainer.train_epoch, GPU work included."""
+    start = time.perf_counter()
+    quiet(trainer.train_epoch, 0)
+    if trainer.device.type == "cuda":
+        torch.cuda.synchronize(trainer.device)
+    return split_size(trainer.train_loader), time.perf_counter() - start
+
+
+def split_size(loader):
+    """Images in one epoch of a DataLoader or a DeviceLoader."""
+    return len(loader.dataset) if hasattr(loader, "dataset") else len(loader.labels)
+
+
+def timed_evaluation(trainer):
+    """Images per second of Trainer.evaluate on the test split (after a warm-up pass)."""
+    quiet(trainer.evaluate)
+    start = time.perf_counter()
+    quiet(trainer.evaluate)
+    return split_size(trainer.test_loader) / (time.perf_counter() - start)
+
+
+def base_overrides(root, device, cache_dir=None):
+    overrides = [f"data.root='{root}'", "data.md5=None", "data.download=False", "logger.backend='none'",
+                 f"device='{device}'"]
+    return overrides + ([f"data.cache_dir='{cache_dir}'"] if cache_dir else [])
+
+
+def kmnist_mlp(workdir, quick, device):
+    """mlp_augment (Pad 2 + RandomCrop 28) for one epoch of synthetic KMNIST-format data."""
+    count = 20_000 if quick else 60_000
+    root = write_kmnist(workdir / "kmnist", count, 2_000)
+    cfg = load_config("mlp_augment", base_overrides(root, device.type))
+    ours = fastest(lambda: timed_epoch(quiet(lambda: Trainer(cfg, *build_loaders(cfg)))), device)
+    train = KMNIST(cfg.data, "train")
+    transform = T.Compose([T.Pad(2), T.RandomCrop(28), T.ToTensor(), T.Normalize(cfg.data.mean, cfg.data.std)])
+    loader = template_loader(ArrayImages(train.images.numpy(), train.labels.numpy(), transform),
+                             cfg.train.batch_size, cfg.data.num_workers)
+
+    def baseline():
+        model = quiet(build_model, "MLP", cfg.model, 10).to(device)
+        return template_train(model, loader, device, count, lr=cfg.train.lr)
+    return row("kmnist_mlp", ours, fastest(baseline, device), count, workers=cfg.data.num_workers,
+               batch_size=cfg.train.batch_size)
+
+
+def pets_cfg(name, root, device, cache_dir, size):
+    """The config `name` with the assignment's pets transforms at `size` px (test: Resize 8/7 size, CenterCrop)."""
+    cfg = load_config(name, base_overrides(root, device.type, cache_dir))
+    cfg.data.num_workers = min(cfg.data.num_workers, _cores())
+    cfg.data.transforms.train[0] = ("RandomResizedCrop", {"size": size})
+    cfg.data.transforms.test[:2] = [("Resize", {"size": size * 8 // 7}), ("CenterCrop", {"size": size})]
+    return cfg
+
+
+def template_pets_transform(cfg, size):
+    return T.Compose([T.RandomResizedCrop(size), T.RandomHorizontalFlip(), ColorJitterFactor(), T.ToTensor(),
+                      T.Normalize(cfg.data.mean, cfg.data.std)])
+
+
+def template_pets_files(cfg, size):
+    return ImageFiles(*pet_training_files(cfg.data.root), template_pets_transform(cfg, size))
+
+
+def pets_input(workdir, quick, device, size=224):
+    """The training input pipeline alone: decode/cache, crop, flip, jitter, normalise, onto the device."""
+    count = 256 if quick else 1_000
+    root = write_pets(workdir / "pets_input", count, 64)
+    cfg = pets_cfg("resnet50_tricks", root, device, workdir / "cache", size)
+    start = time.perf_counter()
+    train_loader = quiet(build_loaders, cfg)[0]
+    setup_seconds = time.perf_counter() - start
+
+    def ours():
+        start, seen = time.perf_counter(), 0
+        for batch in train_loader:
+            batch["image"].to(device, non_blocking=True)
+            seen += len(batch["label"])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return seen, time.perf_counter() - start
+    ours()  # warm-up: worker start-up, kernel selection
+    baseline_loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
+    result = row(f"pets_input_{size}", fastest(ours, device),
+                 fastest(lambda: template_input(baseline_loader, device, count), device), PETS_TRAIN,
+                 path=type(train_loader).__name__, workers=cfg.data.num_workers, batch_size=cfg.train.batch_size,
+                 setup_seconds=setup_seconds)
+    return result
+
+
+def pets_train(workdir, quick, device, model_name, size, compile_model=False):
+    """Training steps of VGG-16 or ResNet-50 (resnet50_tricks recipe) at `size` px on synthetic pets."""
+    count = (64 if quick else 256) if device.type == "cpu" else (1_024 if quick else 3_680)
+    config = {"VGG16": "vgg16", "ResNet50": "resnet50_tricks"}[model_name]
+    root = workdir / f"pets_{size}"
+    if not root.exists():
+        write_pets(root, count, 64 if device.type == "cpu" else 512)
+    cfg = pets_cfg(config, root, device, workdir / "cache", size)
+    if compile_model:
+        cfg.train.compile = True
+    trainer = quiet(lambda: Trainer(cfg, *build_loaders(cfg)))
+    timed_epoch(trainer)  # warm-up: cudnn autotuning, compilation, cache build
+    ours = fastest(lambda: timed_epoch(trainer), device)
+    precision = resolve_precision(cfg.train.amp, device)
+    loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
+
+    def baseline():
+        model = quiet(build_model, model_name, cfg.model, 37).to(device)
+        return template_train(model, loader, device, count, autocast_dtype=precision.dtype)
+    name = f"pets_{model_name.lower()}_{size}" + ("_compiled" if compile_model else "")
+    return row(name, ours, fastest(baseline, device), PETS_TRAIN, precision=precision.name,
+               batch_size=cfg.train.batch_size, workers=cfg.data.num_workers,
+               ours_eval_images_per_second=timed_evaluation(trainer))
+
+
+def compute_only(model, device, precision, batch_size=64, size=224, steps=20):
+    """Images per second of training steps on one batch resident on the GPU (no input pipeline)."""
+    model = model.to(device, memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    images = torch.randn(batch_size, 3, size, size, device=device).to(memory_format=torch.channels_last)
+    labels = torch.randint(0, 37, (batch_size,), device=device)
+    for step in range(steps + 5):
+        if step == 5:
+            torch.cuda.synchronize(device)
+            start = time.perf_counter()
+        with torch.autocast("cuda", dtype=precision.dtype, enabled=precision.dtype is not None):
+            loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    torch.cuda.synchronize(device)
+    return steps * batch_size / (time.perf_counter() - start)
+
+
+def gpu_rows(workdir, quick, device):
+    """224 px rows on CUDA: training steps, compiled steps, ours vs torchvision's ResNet-50,
+    the input pipeline's share of the GPU's time, and the assignment's three 100-epoch runs projected."""
+    precision = resolve_precision("auto", device)
+    rows = [pets_input(workdir, quick, device, 224)]
+    trained = {name: pets_train(workdir, quick, device, name, 224) for name in ("VGG16", "ResNet50")}
+    rows += list(trained.values())
+    rows += [pets_train(workdir, quick, device, name, 224, compile_model=True) for name in ("ResNet50",)]
+    cfg = load_config("resnet50_tricks")
+    ours_compute = compute_only(quiet(build_model, "ResNet50", cfg.model, 37), device, precision)
+    reference = compute_only(torchvision.models.resnet50(num_classes=37), device, precision)
+    rows.append(row("resnet50_ours_vs_torchvision_224", (ours_compute, None), (reference, None), PETS_TRAIN,
+                    precision=precision.name, note="compute only: one resident batch, channels_last"))
+    busy = trained["ResNet50"]["ours_images_per_second"] / ours_compute
+    epoch_seconds = {name: PETS_TRAIN / r["ours_images_per_second"] + PETS_TEST / r["ours_eval_images_per_second"]
+                     for name, r in trained.items()}
+    projection = 100 * (epoch_seconds["VGG16"] + 2 * epoch_seconds["ResNet50"])
+    return rows, {"gpu_busy_fraction_resnet50": busy, "projected_three_100_epoch_runs_minutes": projection / 60,
+                  "projection_note": "vgg16 + resnet50 + resnet50_tricks: 100 epochs of 3,680 training and "
+                                     "3,669 test images each, at the measured training and evaluation speeds"}

@@ -1,0 +1,73 @@
+"""Run the benchmark's workloads (executors/benchmark.py), print a table, write the JSON."""
+import datetime
+import json
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import torch
+
+from executors.benchmark import gpu_rows, kmnist_mlp, pets_input, pets_train
+from utils.errors import ConfigError
+from utils.runtime import resolve_device
+
+CPU_WORKLOADS = {
+    "kmnist_mlp": lambda workdir, quick, device: kmnist_mlp(workdir, quick, device),
+    "pets_input_224": lambda workdir, quick, device: pets_input(workdir, quick, device, 224),
+    "pets_resnet50_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "ResNet50", 64),
+    "pets_vgg16_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "VGG16", 64),
+}
+
+
+def machine(device) -> dict:
+    """What the numbers were measured on."""
+    return {"date": datetime.date.today().isoformat(), "cpu_count": os.cpu_count(),
+            "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+            "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+
+
+def format_table(rows) -> str:
+    header = (f"{'workload':<34} {'ours img/s':>11} {'baseline':>10} {'ratio':>6} {'threads':>8} "
+              f"{'ours s/epoch':>12} {'base s/epoch':>12}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        threads = f"{r['ours_threads'] or '-'}/{r['baseline_threads'] or '-'}"
+        lines.append(f"{r['workload']:<34} {r['ours_images_per_second']:>11.0f} {r['baseline_images_per_second']:>10.0f} "
+                     f"{r['ratio']:>5.2f}x {threads:>8} {r['ours_epoch_seconds']:>12.2f} "
+                     f"{r['baseline_epoch_seconds']:>12.2f}")
+    return "\n".join(lines)
+
+
+def run_benchmark(quick, device_name="auto", out=None, only=None) -> dict:
+    """Run every workload for the device (or those in `only`), print the results and
+    return {"machine", "quick", "workloads", "gpu"}; with `out`, also write them as JSON."""
+    device = resolve_device(device_name)
+    unknown = set(only or ()) - set(CPU_WORKLOADS) - {"gpu"}
+    if unknown:
+        raise ConfigError(f"Unknown workload(s) {', '.join(sorted(unknown))}: choose from "
+                          f"{', '.join(CPU_WORKLOADS)}, gpu.")
+    result = {"machine": machine(device), "quick": quick, "workloads": [], "gpu": None}
+    print(f"Benchmark on {result['machine']}{' (quick)' if quick else ''}")
+    threads_before = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
+        for name, workload in CPU_WORKLOADS.items():
+            if only and name not in only:
+                continue
+            result["workloads"].append(workload(Path(workdir), quick, device))
+            print(format_table(result["workloads"][-1:]).splitlines()[-1], flush=True)
+        if device.type == "cuda" and (not only or "gpu" in only):
+            rows, summary = gpu_rows(Path(workdir), quick, device)
+            result["workloads"] += rows
+            result["gpu"] = summary
+    torch.set_num_threads(threads_before)
+    print()
+    print(format_table(result["workloads"]))
+    if result["gpu"]:
+        print(json.dumps(result["gpu"], indent=2))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"Wrote {out}")
+    return result
