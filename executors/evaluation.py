@@ -6,22 +6,26 @@ from utils.metrics import ConfusionMeter
 from utils.runtime import Precision
 
 
-def to_device(batch: dict, device: torch.device):
-    """(images [B, C, H, W], labels [B]) of a dataset batch dict, on `device`."""
+def to_device(batch: dict, device: torch.device, channels_last: bool = False):
+    """(images [B, C, H, W], labels [B]) of a dataset batch dict, on `device`; copies from the
+    host do not block on CUDA. `channels_last`: 4-D images in channels_last (NHWC) memory."""
     non_blocking = device.type == "cuda"
-    return (batch["image"].to(device, non_blocking=non_blocking),
+    images = batch["image"]
+    memory_format = torch.channels_last if channels_last and images.dim() == 4 else torch.preserve_format
+    return (images.to(device, non_blocking=non_blocking, memory_format=memory_format),
             batch["label"].to(device, non_blocking=non_blocking))
 
 
 @torch.inference_mode()
-def evaluate_model(model, loader, device, num_classes, precision=Precision()) -> dict:
-    """Run `model.eval()` over `loader`; returns loss (mean cross-entropy without smoothing),
-    accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes])."""
+def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False) -> dict:
+    """Run `model.eval()` over `loader` in autocast `precision` (as in training), images in
+    channels_last memory if asked (see to_device); returns loss (mean cross-entropy without
+    smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes])."""
     model.eval()
     meter = ConfusionMeter(num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
-        images, labels = to_device(batch, device)
+        images, labels = to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
             logits = model(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()

@@ -5,10 +5,12 @@ batches with a len()), builds the model, optimizer and lr schedule from the conf
 writes into one run directory: config.json, metrics.csv, summary.json, best.pt, last.pt and
 the confusion-matrix images. Interrupting a run and resuming it from last.pt ends with the
 same weights as an uninterrupted run on the CPU.
+
+On a GPU a training step never waits for the device: per-step metrics stay there and are
+read back in groups (executors/step_metrics.py); CNNs run in channels_last memory, cuDNN
+picks its fastest kernels, and `train.compile` runs the model through torch.compile.
 """
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -18,26 +20,18 @@ from tqdm import tqdm
 
 from datasets.preview import augmentation_preview
 from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_dir import BEST, LAST
+from executors.run_files import epoch_row, metrics_csv, run_summary, write_text_atomic
+from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import Logger
 from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
-from utils.metrics import balanced_accuracy_from_confusion, confusion_matrix
-from utils.runtime import resolve_device, resolve_precision, rng_state, seed_everything, set_rng_state
+from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
+                           set_rng_state, uses_channels_last)
 from utils.visualization import plot_confusion_matrix, show_batch
-
-METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
-                  "test_balanced_accuracy", "epoch_seconds", "train_images_per_second")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as file:
-        file.write(text)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -57,33 +51,43 @@ class Trainer:
         self.class_names = list(class_names)
         self.run_dir = None
         self.device = resolve_device(cfg.device)
+        configure_backends(self.device)
         self.precision = resolve_precision(cfg.train.amp, self.device)
+        self.channels_last = uses_channels_last(cfg.model_name, self.device)
         self.model = self._prepare_model()
+        self.forward = TrainingForward(self.model, cfg.train.compile)  # what training steps call
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
         self.epochs_completed = 0
         self.global_step = 0
+        self.step_metrics = StepMetrics(len(self.class_names), self.device)
         self.best_accuracy, self.best_epoch = None, None
-        self.history = []  # one dict of METRIC_COLUMNS per completed epoch
+        self.history = []  # one dict of run_files.METRIC_COLUMNS per completed epoch
         self.logger_run_id = None
         self.logger = None
 
     # ----------------------------------------------------------------- model
     def _prepare_model(self) -> nn.Module:
-        """Build the model named by cfg.model_name, move it to the device, print its size."""
+        """Build the model named by cfg.model_name, move it to the device (channels_last for a
+        CNN on CUDA), print its size."""
         model = build_model(self.cfg.model_name, self.cfg.model, len(self.class_names)).to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         self.trainable_parameters = count_trainable_parameters(model)
         print(f"{self.cfg.model_name}: {self.trainable_parameters:,} trainable parameters")
         return model
 
     # ----------------------------------------------------------------- steps
     def _forward_backward(self, images, labels):
-        """One optimisation step on a batch; returns (loss, logits) tensors."""
+        """One optimisation step on a batch, without host synchronisation (except inside the
+        GradScaler's step for optimizers without fused AMP support). Returns (loss: fp32 0-d,
+        logits [B, classes], skipped: 0-d bool, True when the GradScaler skipped the step for
+        inf/nan gradients, or None without a GradScaler)."""
         with torch.autocast(self.device.type, dtype=self.precision.dtype,
                             enabled=self.precision.dtype is not None):
-            logits = self.model(images)
+            logits = self.forward(images)
             loss = self.criterion(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -91,49 +95,74 @@ class Trainer:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
         self.scaler.step(self.optimizer)
+        if not self.scaler.is_enabled():
+            return loss.detach(), logits.detach(), None
+        scale = self.scaler._get_scale_async().clone()  # update() shrinks it exactly when the step was skipped
         self.scaler.update()
-        return loss.detach(), logits.detach()
+        return loss.detach(), logits.detach(), self.scaler._get_scale_async() < scale
 
-    def make_step(self, batch) -> dict:
-        """Train on one batch and advance the lr schedule.
-
-        Returns floats for this batch: loss, accuracy, balanced_accuracy, and the lr used.
-        """
-        images, labels = to_device(batch, self.device)
+    def _train_step(self, batch) -> None:
+        """Train on one batch and advance the lr schedule; the batch's metrics are queued on the
+        device in self.step_metrics (no host synchronisation)."""
+        images, labels = to_device(batch, self.device, self.channels_last)
         lr = self.optimizer.param_groups[0]["lr"]
-        loss, logits = self._forward_backward(images, labels)
+        loss, logits, skipped = self.forward.run_step(self._forward_backward, images, labels)
         self.scheduler.step()
         self.global_step += 1
-        predictions = logits.argmax(dim=1)
-        confusion = confusion_matrix(labels, predictions, len(self.class_names))
-        loss_value, correct = torch.stack([loss.float(), (predictions == labels).sum().float()]).tolist()
-        return {"loss": loss_value, "accuracy": correct / labels.numel(),
-                "balanced_accuracy": balanced_accuracy_from_confusion(confusion), "lr": lr}
+        self.step_metrics.add(self.global_step, lr, loss, logits.argmax(dim=1), labels, skipped)
+
+    def make_step(self, batch) -> dict:
+        """Train on one batch and advance the lr schedule; returns this batch's loss, accuracy,
+        balanced_accuracy, the lr used (floats), skipped (0/1), step and size. Reads the values
+        back at once, a host synchronisation per call: train_epoch reads steps back in groups."""
+        self._train_step(batch)
+        return self.step_metrics.read()[-1]
 
     def train_epoch(self, epoch: int) -> dict:
         """One pass over train_loader in model.train() mode, logging every step.
 
-        Returns the epoch means of loss and accuracy, images seen and seconds spent.
+        Step values are read back from the device every logger.flush_every steps and at the
+        end. Returns the epoch means of loss and accuracy, images seen, steps the GradScaler
+        skipped and seconds spent. Raises TrainingError when the loss stays NaN/inf for
+        train.max_nonfinite_steps steps, or ends the epoch NaN/inf with non-finite weights.
         """
+        set_epoch = getattr(self.train_loader, "set_epoch", None)
+        if set_epoch:
+            set_epoch(epoch)
         self.model.train()
-        loss_sum, correct, seen = 0.0, 0.0, 0
+        self.step_metrics.start_epoch()
         start = time.perf_counter()
-        progress = tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
-                        leave=False, dynamic_ncols=True)
-        for batch in progress:
-            step = self.make_step(batch)
-            size = len(batch["label"])
-            loss_sum, correct, seen = loss_sum + step["loss"] * size, correct + step["accuracy"] * size, seen + size
-            if self.logger is not None:
-                self.logger.log_step_metrics({f"train/{k}": v for k, v in step.items()}, self.global_step)
-            progress.set_postfix(loss=f"{step['loss']:.4f}", acc=f"{step['accuracy']:.3f}", refresh=False)
-        seconds = time.perf_counter() - start
-        return {"loss": loss_sum / seen, "accuracy": correct / seen, "images": seen, "seconds": seconds}
+        with tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
+                  leave=False, dynamic_ncols=True) as progress:
+            for batch in progress:
+                self._train_step(batch)
+                if len(self.step_metrics) >= self.cfg.logger.flush_every:
+                    self._log_steps(progress)
+            self._log_steps(progress)
+        self._stop_if_diverged(weights_finite=not self.step_metrics.nonfinite_streak
+                               or parameters_finite(self.model))
+        return {**self.step_metrics.epoch_means(), "seconds": time.perf_counter() - start}
+
+    def _log_steps(self, progress) -> None:
+        """Read the queued steps back (one transfer), log each one, show the newest in the
+        progress bar, and stop a run whose loss stays non-finite."""
+        rows = self.step_metrics.read()
+        for row in rows if self.logger is not None else ():
+            self.logger.log_step_metrics({f"train/{key}": row[key] for key in STEP_KEYS}, row["step"])
+        if rows:
+            progress.set_postfix(loss=f"{rows[-1]['loss']:.4f}", acc=f"{rows[-1]['accuracy']:.3f}", refresh=False)
+        self._stop_if_diverged()
+
+    def _stop_if_diverged(self, weights_finite=True) -> None:
+        error = self.step_metrics.divergence(self.cfg.train.max_nonfinite_steps, self.epochs_completed,
+                                             weights_finite)
+        if error is not None:
+            raise error
 
     def evaluate(self, loader=None) -> dict:
         """model.eval() pass over `loader` (default: the test loader); see evaluate_model."""
         return evaluate_model(self.model, loader or self.test_loader, self.device,
-                              len(self.class_names), self.precision)
+                              len(self.class_names), self.precision, self.channels_last)
 
     # ----------------------------------------------------------------- fit
     def fit(self, run_dir) -> dict:
@@ -163,7 +192,8 @@ class Trainer:
             final = test or self.evaluate()
             self._save_confusion(final["confusion"], "confusion_matrix_end.png",
                                  f"Test set after {self.epochs_completed} epochs")
-            summary = self._summary(final)
+            summary = run_summary(cfg, self.history, final, self.best_epoch, self.best_accuracy,
+                                  self.trainable_parameters, self.device)
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             logger.log_summary(summary)
             for name in ("config.json", "summary.json", "metrics.csv"):
@@ -173,16 +203,14 @@ class Trainer:
 
     def _end_epoch(self, epoch, lr, train, test, wall_seconds):
         """Log the epoch, update history and metrics.csv, save last.pt and best.pt."""
-        row = {"epoch": epoch + 1, "lr": lr, "train_loss": train["loss"], "train_accuracy": train["accuracy"],
-               "test_loss": test["loss"], "test_accuracy": test["accuracy"],
-               "test_balanced_accuracy": test["balanced_accuracy"], "epoch_seconds": wall_seconds,
-               "train_images_per_second": train["images"] / train["seconds"]}
+        row = epoch_row(epoch, lr, train, test, wall_seconds)
         self.history.append(row)
         self.epochs_completed = epoch + 1
         self.logger.log_epoch_metrics({"test/loss": test["loss"], "test/accuracy": test["accuracy"],
                                        "test/balanced_accuracy": test["balanced_accuracy"],
                                        "train/epoch_loss": train["loss"],
-                                       "train/epoch_accuracy": train["accuracy"]}, epoch + 1)
+                                       "train/epoch_accuracy": train["accuracy"],
+                                       "train/skipped_steps": train["skipped_steps"]}, epoch + 1)
         print(f"epoch {epoch + 1}/{self.cfg.train.epochs}: train loss {train['loss']:.4f} "
               f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} acc {test['accuracy']:.4f} "
               f"bal.acc {test['balanced_accuracy']:.4f} | {row['train_images_per_second']:.0f} img/s")
@@ -195,40 +223,20 @@ class Trainer:
         self.save_model(self.run_dir / LAST)
         if is_best:
             self.save_model(self.run_dir / BEST)
-        self._write_metrics_csv()
-
-    def _write_metrics_csv(self):
-        lines = [",".join(METRIC_COLUMNS)]
-        lines += [",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
-                           for c in METRIC_COLUMNS) for row in self.history]
-        write_text_atomic(self.run_dir / "metrics.csv", "\n".join(lines) + "\n")
+        write_text_atomic(self.run_dir / "metrics.csv", metrics_csv(self.history))
 
     def _save_augmentation_preview(self):
-        """Log the same training images before and after augmentation (when the loader's
-        dataset keeps its transforms, as the project's datasets do)."""
-        dataset = getattr(self.train_loader, "dataset", None)
-        if getattr(dataset, "transforms", None) is None:
+        """Log the same training images before and after augmentation, when the loader can show them."""
+        preview = augmentation_preview(self.train_loader)
+        if preview is None:
             return
-        originals, augmented, labels = augmentation_preview(dataset)
+        originals, augmented, labels = preview
         figure = show_batch(originals, augmented, labels, self.class_names, self.cfg.data.mean, self.cfg.data.std)
         self.logger.save_plot(figure, "batch_augmentation.png")
 
     def _save_confusion(self, confusion, name, title):
         figure = plot_confusion_matrix(confusion, self.class_names, title=title)
         self.logger.save_plot(figure, name)
-
-    def _summary(self, final) -> dict:
-        seconds = sum(row["epoch_seconds"] for row in self.history)
-        speeds = [row["train_images_per_second"] for row in self.history]
-        return {
-            "exp_name": self.cfg.exp_name, "model_name": self.cfg.model_name, "dataset": self.cfg.data.name,
-            "epochs_completed": self.epochs_completed, "best_epoch": self.best_epoch,
-            "best_test_accuracy": self.best_accuracy, "final_test_accuracy": final["accuracy"],
-            "final_test_balanced_accuracy": final["balanced_accuracy"], "final_test_loss": final["loss"],
-            "trainable_parameters": self.trainable_parameters,
-            "train_images_per_second": sum(speeds) / len(speeds) if speeds else None,
-            "wall_time_seconds": seconds, "device": str(self.device),
-        }
 
     # ----------------------------------------------------------------- checkpoints
     def save_model(self, path) -> None:
@@ -273,12 +281,12 @@ class Trainer:
         model.eval() mode every 10 steps. Returns {"steps", "accuracy", "loss"}.
         """
         max_steps = max_steps or self.cfg.train.overfit_batch_steps
-        images, labels = to_device(next(iter(self.train_loader)), self.device)
+        images, labels = to_device(next(iter(self.train_loader)), self.device, self.channels_last)
         accuracy, step = 0.0, 0
         while step < max_steps and accuracy < 1.0:
             self.model.train()
             for _ in range(min(10, max_steps - step)):
-                loss, _ = self._forward_backward(images, labels)
+                loss, _, _ = self.forward.run_step(self._forward_backward, images, labels)
                 step += 1
             self.model.eval()
             with torch.inference_mode():

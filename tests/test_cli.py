@@ -8,6 +8,8 @@ import pytest
 from PIL import Image
 
 from tests.synthetic_kmnist import write_kmnist_idx
+from utils.cli import run
+from utils.errors import TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,3 +116,21 @@ def test_compare_runs_table(tmp_path):
     assert "| 0.9000 |" in rows[2] and "| 1.1704 | 16,545 |" in rows[2]  # a loss above 1 keeps its decimals
     empty = run_script("compare_runs.py", "--exp-dir", str(tmp_path / "a"))
     assert empty.returncode == 2 and "No finished runs" in empty.stderr
+
+
+def test_a_diverging_run_exits_1_with_one_message(kmnist_root, tmp_path):
+    """train.lr=1e30 overflows the weights after one step: the loss stays non-finite and the
+    run stops with exit status 1, one message and no traceback."""
+    result = run_script("train.py", "--cfg", "mlp", *common_args(kmnist_root, tmp_path), "logger.backend='none'",
+                        "train.lr=1e30", "train.max_nonfinite_steps=2", "logger.flush_every=1")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "error: the training loss became non-finite (NaN or inf) at step 2" in result.stderr
+    assert "lower train.lr" in result.stderr and not (tmp_path / "mlp_base" / "last.pt").exists()
+
+
+def test_training_error_is_status_1_without_traceback(capsys):
+    def diverging():
+        raise TrainingError("the loss became NaN at step 7")
+    with pytest.raises(SystemExit) as exit_:
+        run(diverging)
+    assert exit_.value.code == 1 and capsys.readouterr().err == "error: the loss became NaN at step 7\n"

@@ -1,15 +1,20 @@
-"""Trainer: learning, one-batch overfitting, run files, checkpoints and exact resume."""
+"""Trainer: learning, one-batch overfitting, run files, checkpoints, exact resume, compile,
+channels_last, and stopping on a non-finite loss."""
 import csv
 import json
+import math
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from executors.checkpoint import load_checkpoint
+from executors.evaluation import to_device
+from executors.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, TrainingError
 
 SUMMARY_KEYS = {"exp_name", "model_name", "dataset", "epochs_completed", "best_epoch", "best_test_accuracy",
                 "final_test_accuracy", "final_test_balanced_accuracy", "final_test_loss",
@@ -65,9 +70,9 @@ def test_bf16_autocast_step_matches_fp32(tmp_path):
         torch.manual_seed(0)
         trainer = make_trainer(mlp_cfg(tmp_path, f"train.amp='{amp}'"))
         batch = next(iter(trainer.train_loader))
-        loss, logits = trainer._forward_backward(batch["image"], batch["label"])
+        loss, logits, skipped = trainer._forward_backward(batch["image"], batch["label"])
         losses[amp] = loss.item()
-        assert logits.dtype == (torch.bfloat16 if amp == "bf16" else torch.float32)
+        assert logits.dtype == (torch.bfloat16 if amp == "bf16" else torch.float32) and skipped is None
         assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
     assert losses["bf16"] == pytest.approx(losses["off"], rel=2e-2) and losses["bf16"] != losses["off"]
 
@@ -127,3 +132,145 @@ def test_label_smoothing_matches_the_formula(tmp_path):
     expected = (0.9 * -log_p[torch.arange(6), labels] - 0.1 * log_p.mean(dim=1)).mean()
     assert trainer.criterion(logits, labels).item() == pytest.approx(expected.item(), rel=1e-6)
     assert expected.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
+
+
+def test_metrics_csv_ends_with_skipped_steps_and_reads_older_histories(tmp_path):
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.epochs=1"))
+    (tmp_path / "run").mkdir()
+    trainer.fit(tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
+    assert list(rows[0])[-1] == "skipped_steps" and rows[0]["skipped_steps"] == "0"
+    older = {key: value for key, value in trainer.history[0].items() if key != "skipped_steps"}
+    assert metrics_csv([older]).splitlines()[1].endswith(",")  # a run resumed from an older checkpoint
+
+
+class EpochLoader:
+    """A loader without a dataset (no augmentation preview) that records set_epoch calls."""
+
+    def __init__(self, batches):
+        self.batches, self.epochs = batches, []
+
+    def set_epoch(self, epoch):
+        self.epochs.append(epoch)
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self):
+        return len(self.batches)
+
+
+def test_loader_hooks_set_epoch_and_no_preview(tmp_path):
+    train_loader, test_loader, classes = prototype_loaders(batch_size=32)
+    loader = EpochLoader(list(train_loader)[:4])
+    trainer = Trainer(mlp_cfg(tmp_path, "train.epochs=2"), loader, test_loader, classes)
+    (tmp_path / "run").mkdir()
+    trainer.fit(tmp_path / "run")
+    assert loader.epochs == [0, 1]
+    assert not (tmp_path / "run" / "batch_augmentation.png").exists()
+    assert (tmp_path / "run" / "last.pt").is_file()
+
+
+def test_compiled_model_trains_and_saves_plain_keys(tmp_path, monkeypatch):
+    """torch.compile wraps the model (here with the quick aot_eager backend); checkpoints keep
+    the keys of the uncompiled model, without `_orig_mod.`."""
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model: compile_(model, backend="aot_eager"))
+    compiled = make_trainer(mlp_cfg(tmp_path, "train.compile=True", "train.epochs=1"))
+    assert compiled.forward.compiled is not None
+    (tmp_path / "run").mkdir()
+    compiled.fit(tmp_path / "run")
+    assert compiled.forward.proven and compiled.forward.compiled is not None
+    plain = make_trainer(mlp_cfg(tmp_path))
+    plain.save_model(tmp_path / "plain.pt")
+    saved = load_checkpoint(tmp_path / "run" / "last.pt")["model"]
+    assert list(saved) == list(load_checkpoint(tmp_path / "plain.pt")["model"])
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["history"][0]["test_accuracy"] > 0.5
+
+
+@pytest.mark.parametrize("where", ["compile", "first step"])
+def test_failed_compile_falls_back_to_eager_with_a_note(tmp_path, monkeypatch, capsys, where):
+    def broken_compile(model):
+        if where == "compile":
+            raise RuntimeError("Dynamo is not supported here")
+
+        def first_call(images):
+            raise RuntimeError("inductor: no working C++ compiler\nlong details")
+        return first_call
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.compile=True"))
+    step = trainer.make_step(next(iter(trainer.train_loader)))
+    assert trainer.forward.compiled is None and trainer.global_step == 1 and math.isfinite(step["loss"])
+    err = capsys.readouterr().err
+    assert err.count("note: torch.compile failed") == 1 and "eager" in err and "long details" not in err
+    assert trainer.train_epoch(0)["accuracy"] > 0.5
+
+
+def nan_loss_after(trainer, step):
+    """Make the training loss NaN from global step `step` on."""
+    criterion = trainer.criterion
+    trainer.criterion = lambda logits, labels: criterion(logits, labels) * (
+        float("nan") if trainer.global_step + 1 >= step else 1.0)
+
+
+def test_a_loss_that_stays_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    statuses = []
+    monkeypatch.setattr("logs.Logger.NullBackend.close", lambda self, status: statuses.append(status))
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.max_nonfinite_steps=3", "logger.flush_every=2"))
+    nan_loss_after(trainer, 14)  # epoch 1 is steps 1-13 (400 images, batch 32)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    original_end_epoch, last = trainer._end_epoch, {}
+
+    def end_epoch(*args):
+        original_end_epoch(*args)
+        last["bytes"] = (run_dir / "last.pt").read_bytes()
+    monkeypatch.setattr(trainer, "_end_epoch", end_epoch)
+    with pytest.raises(TrainingError, match=r"non-finite \(NaN or inf\) at step 14 .*lower train.lr") as error:
+        trainer.fit(run_dir)
+    assert "last good epoch (1)" in str(error.value) and "stayed so for 4 steps" in str(error.value)
+    assert trainer.global_step == 17  # epoch 2 reads back after steps 15 and 17
+    assert (run_dir / "last.pt").read_bytes() == last["bytes"]
+    assert load_checkpoint(run_dir / "best.pt")["epochs_completed"] == 1
+    assert statuses == ["FAILED"] and not (run_dir / "summary.json").exists()
+
+
+def test_nan_weights_at_the_end_of_an_epoch_are_never_saved(tmp_path):
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.max_nonfinite_steps=50"))
+    nan_loss_after(trainer, 12)
+    (tmp_path / "run").mkdir()
+    with pytest.raises(TrainingError, match="at step 12 and the weights became non-finite too"):
+        trainer.fit(tmp_path / "run")
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+def test_cnn_in_channels_last_trains(tmp_path, monkeypatch):
+    """The CUDA layout (channels_last model and batches) on the CPU, where it also runs."""
+    monkeypatch.setattr("executors.trainer.uses_channels_last", lambda model_name, device: True)
+    cfg = load_config("resnet50", ["device='cpu'", "logger.backend='none'", "train.batch_size=4"])
+    images = torch.randn(8, 3, 32, 32)
+    loader = DataLoader([{"image": image, "label": i % 4} for i, image in enumerate(images)], batch_size=4)
+    trainer = Trainer(cfg, loader, loader, [f"c{i}" for i in range(4)])
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images, _ = to_device(next(iter(loader)), trainer.device, trainer.channels_last)
+    assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+    assert math.isfinite(trainer.make_step(next(iter(loader)))["loss"])
+    assert trainer.evaluate()["confusion"].sum() == 8
+
+
+def test_predict_uses_the_checkpoint_precision(tmp_path):
+    """predict_images autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
+    from PIL import Image
+
+    from executors.launch import predict_images
+    image = tmp_path / "glyph.png"
+    Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(image)
+    trainer = make_trainer(mlp_cfg(tmp_path, "data.mean=[0.2]", "data.std=[0.3]"))
+    probabilities = {}
+    for amp in ("off", "bf16"):
+        trainer.cfg.train.amp = amp
+        trainer.save_model(tmp_path / f"{amp}.pt")
+        probabilities[amp] = [p for _, p in predict_images(tmp_path / f"{amp}.pt", [image], top_k=10)[0]]
+    assert probabilities["bf16"] == pytest.approx(probabilities["off"], rel=5e-2, abs=1e-3)
+    assert probabilities["bf16"] != probabilities["off"]

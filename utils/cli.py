@@ -1,13 +1,14 @@
 """Shared behaviour of the command-line scripts: exit statuses and error messages.
 
-Exit status 0: success; 1: training or evaluation failed (the target was not reached, or an
-unexpected error with its traceback); 2: bad usage, config, data or checkpoint, reported as
-one paragraph without a traceback; 130: interrupted.
+Exit status 0: success; 1: training or evaluation failed (the target was not reached, a
+TrainingError reported as one message, or an unexpected error with its traceback); 2: bad
+usage, config, data or checkpoint, reported as one paragraph without a traceback;
+130: interrupted.
 """
 import argparse
 import sys
 
-from utils.errors import UserError
+from utils.errors import TrainingError, UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -19,12 +20,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main) -> None:
-    """Call `main()` and exit with its status, mapping expected errors to status 2."""
+    """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback)."""
     try:
         status = main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         status = 2
+    except TrainingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        status = 1
     except KeyboardInterrupt:
         print("interrupted: the last completed epoch is in last.pt; continue with --resume auto",
               file=sys.stderr)

@@ -1,7 +1,8 @@
-"""Errors that a user can fix: the CLI prints their message and exits with status 2.
+"""Errors the CLI reports as one message without a traceback.
 
-Raise one of these for bad input (a config key, a data file, a checkpoint); any other
-exception is a bug or a training failure and keeps its traceback.
+UserError (exit status 2): bad input that the user can fix (a config key, a data file, a
+checkpoint). TrainingError (exit status 1): a run that started but could not go on (the loss
+diverged). Any other exception is a bug and keeps its traceback.
 """
 import difflib
 
@@ -20,6 +21,11 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or made for another model."""
+
+
+class TrainingError(Exception):
+    """Training had to stop (e.g. the loss stayed NaN/inf). The message says at which step,
+    what to try, and which checkpoints still hold good weights."""
 
 
 def did_you_mean(name, choices, n=3) -> str:

@@ -1,5 +1,6 @@
-"""Device choice, mixed-precision choice and seeding."""
+"""Device choice, mixed-precision choice, fast GPU settings and seeding."""
 import random
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,17 +38,45 @@ class Precision:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.dtype]
 
 
+NATIVE_BF16_CAPABILITY = (8, 0)  # Ampere and newer; below it bf16 is emulated and slower than fp16
+
+
 def resolve_precision(amp: str, device: torch.device) -> Precision:
-    """`auto`: bf16 on GPUs that support it, fp16 + scaler on older CUDA GPUs, fp32 elsewhere."""
+    """The autocast precision for `train.amp` on `device`.
+
+    `auto`: bf16 on CUDA GPUs with native bf16 (compute capability >= 8.0: A100, H100, RTX 30xx+),
+    fp16 with a GradScaler on older ones (T4 7.5, V100 7.0, P100 6.0), fp32 off CUDA.
+    `bf16` forced on a GPU below 8.0 still runs (emulated), with a note that fp16 is faster there.
+    The capability is read with torch.cuda.get_device_capability, not torch.cuda.is_bf16_supported,
+    which also answers yes where bf16 is only emulated.
+    """
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ConfigError(f"train.amp='{amp}' is not one of auto, bf16, fp16, off.")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return Precision()
-    if amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if device.type == "cuda":
+        capability = torch.cuda.get_device_capability(device)
+        native_bf16 = capability >= NATIVE_BF16_CAPABILITY
+        if amp == "auto":
+            amp = "bf16" if native_bf16 else "fp16"
+        elif amp == "bf16" and not native_bf16:
+            print(f"note: train.amp='bf16' on a GPU of compute capability {capability[0]}.{capability[1]}: "
+                  f"bf16 is emulated there and train.amp='fp16' is faster", file=sys.stderr)
     if amp == "bf16":
         return Precision(torch.bfloat16, False)
-    if amp == "fp16":
-        return Precision(torch.float16, device.type == "cuda")
-    raise ConfigError(f"train.amp='{amp}' is not one of auto, bf16, fp16, off.")
+    return Precision(torch.float16, device.type == "cuda")
+
+
+def uses_channels_last(model_name: str, device: torch.device) -> bool:
+    """Whether the model and its 4-D inputs use channels_last (NHWC) memory: CNNs on CUDA, where
+    cuDNN's tensor-core convolutions run fastest in it. The MLP (it flattens its input) never does."""
+    return device.type == "cuda" and model_name != "MLP"
+
+
+def configure_backends(device: torch.device) -> None:
+    """On CUDA, let cuDNN time the convolution algorithms once per input shape and keep the fastest."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
 
 
 def seed_everything(seed: int) -> None:
