@@ -1,4 +1,5 @@
 """What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
+import copy
 import os
 from pathlib import Path
 
@@ -14,6 +15,30 @@ from executors.trainer import Trainer
 from models.registry import build_model
 from utils.config import apply_overrides
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
+from utils.threads import configure_threads
+
+
+def _step_probe(trainer):
+    """A call that runs one forward and backward pass of a copy of the model on the first
+    training batch: the workload that utils.threads times."""
+    with torch.random.fork_rng():  # the probe must not change the run's random streams
+        batch = next(iter(trainer.train_loader))
+    model = copy.deepcopy(trainer.model).train()
+    images, labels = batch["image"].to(trainer.device), batch["label"].to(trainer.device)
+
+    def run_once():
+        with torch.random.fork_rng():
+            model.zero_grad(set_to_none=True)
+            trainer.criterion(model(images), labels).backward()
+    return run_once
+
+
+def prepare_trainer(cfg) -> Trainer:
+    """Loaders and Trainer for `cfg`; on the CPU also the thread count (cfg.threads, or measured), printed."""
+    trainer = Trainer(cfg, *build_loaders(cfg))
+    if trainer.device.type == "cpu":
+        print(configure_threads(cfg.get("threads"), _step_probe(trainer)))
+    return trainer
 
 
 def train_experiment(cfg, resume=None) -> dict:
@@ -24,8 +49,7 @@ def train_experiment(cfg, resume=None) -> dict:
     unless that is read-only (e.g. a Kaggle input), then into a new one.
     """
     checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
-    train_loader, test_loader, class_names = build_loaders(cfg)
-    trainer = Trainer(cfg, train_loader, test_loader, class_names)
+    trainer = prepare_trainer(cfg)
     if checkpoint is not None:
         trainer.load_model(checkpoint)
     if checkpoint is not None and os.access(checkpoint.parent, os.W_OK):
@@ -38,8 +62,7 @@ def train_experiment(cfg, resume=None) -> dict:
 
 def overfit_experiment(cfg, steps=None) -> dict:
     """Memorise one training batch (Trainer.overfitting_on_batch); returns steps, accuracy, loss."""
-    train_loader, test_loader, class_names = build_loaders(cfg)
-    return Trainer(cfg, train_loader, test_loader, class_names).overfitting_on_batch(steps)
+    return prepare_trainer(cfg).overfitting_on_batch(steps)
 
 
 def load_trained(checkpoint, overrides=()):
