@@ -74,7 +74,7 @@ class StepMetrics:
         values = torch.stack(self._pending).tolist()
         rows = []
         for (loss, correct, balanced, skipped), (step, lr, size) in zip(values, self._host):
-            rows.append({"step": step, "loss": loss, "accuracy": correct / size, "balanced_accuracy": balanced,
+            rows.append({"step": step, "loss": loss, "accuracy": correct / max(size, 1), "balanced_accuracy": balanced,
                          "lr": lr, "skipped": int(skipped), "size": size})
             self.loss_sum, self.correct = self.loss_sum + loss * size, self.correct + correct
             self.seen, self.skipped = self.seen + size, self.skipped + int(skipped)
