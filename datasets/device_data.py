@@ -10,7 +10,6 @@ from pathlib import Path
 
 import torch
 
-from datasets.batched_transforms import NotBatchable
 from datasets.decoded_cache import default_cache_dir, load_or_build
 from datasets.transforms import build_transforms
 
@@ -48,10 +47,7 @@ def split_tensors(dataset, prefix_specs, data_cfg, device):
     `sizes` is None when every image fills the canvas.
     """
     labels = dataset.labels.to(device)
-    if is_in_memory(dataset):
-        if prefix_specs:
-            raise NotBatchable(f"{', '.join(n for n, _ in prefix_specs)} before the random transforms of an "
-                               f"in-memory dataset is not batched; use data.loader='workers'.")
+    if is_in_memory(dataset):  # loaders.choose_loader admits no prefix for these
         images = dataset.images
         return (images[:, None] if images.dim() == 3 else images).to(device), None, labels
     prefix = build_transforms(prefix_specs) if prefix_specs else None

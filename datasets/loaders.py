@@ -55,12 +55,29 @@ def build_loader(cfg, split, batch_size=None):
     return make_loader(build_dataset(cfg.data, split), cfg, split, batch_size)
 
 
-def _batched_plans(data_cfg):
-    """{split: (prefix specs, BatchedCompose)}; raises NotBatchable."""
+def _device_problem(dataset, prefix, transform):
+    """Why a split (its dataset, deterministic prefix specs and BatchedCompose) cannot take
+    the device path, or None when it can."""
+    if is_in_memory(dataset):
+        if prefix:
+            return f"{' + '.join(n for n, _ in prefix)} on in-memory images has no batched version"
+        return None
+    uniform = bool(prefix) and prefix[-1][0] == "CenterCrop"
+    if not uniform and not transform.handles_ragged:
+        return (f"the {dataset.split} images differ in size and {transform} does not start with "
+                f"RandomResizedCrop, the batched transform that takes images of several sizes")
+    return None
+
+
+def _batched_plans(data_cfg, datasets):
+    """{split: (prefix specs, BatchedCompose)}; raises NotBatchable naming what cannot be batched."""
     plans = {}
-    for split in ("train", "test"):
+    for split, dataset in datasets.items():
         prefix, rest = split_prefix(data_cfg.transforms[split])
         plans[split] = prefix, build_batched_transforms(rest, data_cfg.mean, data_cfg.std)
+        problem = _device_problem(dataset, *plans[split])
+        if problem:
+            raise NotBatchable(f"{problem}; use data.loader='workers'.")
     return plans
 
 
@@ -73,7 +90,7 @@ def choose_loader(cfg, datasets, device):
     if choice == "workers":
         return "workers", None, "data.loader='workers'"
     try:
-        plans = _batched_plans(cfg.data)
+        plans = _batched_plans(cfg.data, datasets)
     except NotBatchable as error:
         if choice == "device":
             raise
@@ -94,9 +111,6 @@ def _device_loaders(cfg, datasets, plans, device):
     loaders = {}
     for split, (prefix, transform) in plans.items():
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
-        if sizes is not None and not transform.handles_ragged:
-            raise NotBatchable(f"the {split} images differ in size and {transform} does not start with a "
-                               f"transform that accepts that (RandomResizedCrop); use data.loader='workers'.")
         loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
                                       seed=cfg.seed, sizes=sizes)
     return loaders

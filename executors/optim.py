@@ -8,6 +8,7 @@ optimizer step (k = 1..N) uses
 as in He et al., "Bag of Tricks", section 3.
 """
 import functools
+import inspect
 import math
 
 import torch
@@ -42,9 +43,12 @@ def build_optimizer(model, train_cfg) -> torch.optim.Optimizer:
         choices = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)]
         hint = did_you_mean(str(name), choices)
         raise ConfigError(f"Unknown optimizer train.optimizer='{name}'.{hint}")
+    optimizer_class, arguments = getattr(torch.optim, name), dict(train_cfg.optimizer_args or {})
+    on_cuda = all(p.is_cuda for p in model.parameters())
+    if on_cuda and "fused" in inspect.signature(optimizer_class).parameters:
+        arguments.setdefault("fused", True)  # one kernel per step; with fp16 the GradScaler then never syncs
     try:
-        return getattr(torch.optim, name)(parameter_groups(model, train_cfg), lr=resolve_lr(train_cfg),
-                                          **(train_cfg.optimizer_args or {}))
+        return optimizer_class(parameter_groups(model, train_cfg), lr=resolve_lr(train_cfg), **arguments)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"train.optimizer_args {train_cfg.optimizer_args} do not suit {name}: {error}.") from None
 

@@ -212,8 +212,6 @@ def test_auto_falls_back_to_workers_naming_a_transform_without_a_batched_version
         datasets.loaders.build_loaders(cfg)
 
 
-@pytest.mark.xfail(strict=True, reason="choose_loader accepts a Resize/CenterCrop prefix for an in-memory dataset, "
-                   "then split_tensors raises NotBatchable for it: data.loader='auto' fails instead of using workers")
 def test_auto_falls_back_to_workers_for_a_prefix_on_in_memory_data(kmnist_root, tmp_path, capsys):
     cfg = kmnist_cfg(kmnist_root, tmp_path)
     cfg.data.transforms.test = [("Resize", {"size": 28}), ("ToTensor", {}), ("Normalize", {})]

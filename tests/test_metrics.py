@@ -60,3 +60,13 @@ def test_out_of_range_labels_raise():
     meter.update(torch.tensor([2]), torch.tensor([3]))
     with pytest.raises(ValueError):
         meter.compute()
+
+
+@pytest.mark.parametrize("y_true, y_pred", [([0, 3], [0, 1]), ([0, 1], [0, 3]), ([-1, 1], [0, 1]), ([1, 2], [1, -2])])
+def test_meter_rejects_every_out_of_range_value_instead_of_counting_it_elsewhere(y_true, y_pred):
+    """Out-of-range pairs can alias a valid cell (1*3 + -2 == 1*3 + 1... ): they must raise, not be counted."""
+    meter = ConfusionMeter(3)
+    meter.update(torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]))
+    meter.update(torch.tensor(y_true), torch.tensor(y_pred))
+    with pytest.raises(ValueError, match=r"1 labels or predictions lie outside \[0, 3\)"):
+        meter.compute()

@@ -56,30 +56,36 @@ def balanced_accuracy(y_true, y_pred, num_classes: int = None) -> float:
 
 
 class ConfusionMeter:
-    """Accumulates a confusion matrix over batches on the batches' device (no host sync per batch)."""
+    """Accumulates a confusion matrix over batches on the batches' device, with no host
+    synchronisation per batch (torch.bincount would read the largest value back from a GPU).
+    Labels or predictions outside [0, num_classes) are counted apart and make compute() raise."""
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.total = None
+        self.out_of_range = None
 
     def update(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
         """Add one batch of labels [B] and predictions [B]."""
-        y_true, y_pred = _as_tensor(y_true).flatten(), _as_tensor(y_pred).flatten()
-        flat = y_true * self.num_classes + y_pred.to(y_true.device)
-        counts = torch.bincount(flat, minlength=self.num_classes ** 2)
-        self.total = counts if self.total is None else self.total + counts
+        y_true, y_pred = _as_tensor(y_true).flatten(), _as_tensor(y_pred).flatten().to(_as_tensor(y_true).device)
+        if self.total is None:
+            self.total = torch.zeros(self.num_classes ** 2, dtype=torch.long, device=y_true.device)
+            self.out_of_range = torch.zeros((), dtype=torch.long, device=y_true.device)
+        valid = (y_true >= 0) & (y_true < self.num_classes) & (y_pred >= 0) & (y_pred < self.num_classes)
+        flat = torch.where(valid, y_true * self.num_classes + y_pred, 0)
+        self.total.index_add_(0, flat, valid.long())
+        self.out_of_range += (~valid).sum()
 
     def compute(self) -> torch.Tensor:
         """int64 [num_classes, num_classes] on the CPU."""
         if self.total is None:
             return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        total = self.total.cpu()
-        if total.numel() != self.num_classes ** 2:
-            raise ValueError(f"labels must lie in [0, {self.num_classes})")
-        return total.reshape(self.num_classes, self.num_classes)
+        if int(self.out_of_range):
+            raise ValueError(f"{int(self.out_of_range)} labels or predictions lie outside [0, {self.num_classes})")
+        return self.total.cpu().reshape(self.num_classes, self.num_classes)
 
     def reset(self) -> None:
-        self.total = None
+        self.total = self.out_of_range = None
 
     def accuracy(self) -> float:
         return accuracy_from_confusion(self.compute())
