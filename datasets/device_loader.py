@@ -2,10 +2,13 @@
 there: shuffling, cropping, flipping, colour jitter and normalisation in batched tensor
 operations, with no per-item Python work and no worker processes.
 
-Randomness comes from a CPU generator seeded by (seed, epoch), so an epoch's batches depend
-on nothing else: a run resumed at an epoch boundary sees exactly the batches it would have
+Randomness comes from CPU generators seeded by (seed, epoch, stream), so an epoch's batches
+depend on nothing else: a run resumed at an epoch boundary sees exactly the batches it would have
 seen, and every device sees the same ones. With `world_size` > 1 each process takes its
-share of every global batch (rank r takes items r, r + world_size, ... of it).
+share of every global batch (rank r takes items r, r + world_size, ... of it). In training
+(shuffle=True) the epoch's last global batch is then cut to a multiple of world_size, so
+every process has a share of the same size (at most world_size - 1 images, a different
+few each epoch, are left out); in evaluation every image is counted once.
 """
 import math
 
@@ -40,23 +43,33 @@ class DeviceLoader:
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
 
+    def _epoch_size(self) -> int:
+        """Images per epoch over all processes (see the module docstring)."""
+        count = len(self.labels)
+        if not self.shuffle or self.world_size == 1:
+            return count
+        return count - (count % self.batch_size) % self.world_size
+
     def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
+        return math.ceil(self._epoch_size() / self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the order and augmentations of epoch `epoch` (0-based)."""
         self.epoch = epoch
 
-    def _generator(self):
-        return torch.Generator().manual_seed((self.seed * SEED_STRIDE + self.epoch) % 2 ** 63)
+    def _generator(self, stream: int):
+        """CPU generator of this epoch's stream: 0 shuffles (the same on every process), 1 + rank augments."""
+        return torch.Generator().manual_seed(((self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE + stream) % 2 ** 63)
 
     def __iter__(self):
-        generator = self._generator()
+        generator = self._generator(1 + self.rank)
         count = len(self.labels)
-        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
-        for start in range(0, count, self.batch_size):
+        order = torch.randperm(count, generator=self._generator(0)) if self.shuffle else torch.arange(count)
+        order = order[:self._epoch_size()]
+        for start in range(0, len(order), self.batch_size):
             indices = order[start:start + self.batch_size][self.rank::self.world_size]
-            yield self._batch(indices, generator)
+            if len(indices):  # an evaluation share can be empty: nothing to count there
+                yield self._batch(indices, generator)
 
     def _batch(self, indices, generator):
         on_device = to_device(indices, self.images.device)

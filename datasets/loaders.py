@@ -12,7 +12,7 @@ chooses between the two loader paths (`data.loader`):
 """
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
 from datasets.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
@@ -42,12 +42,38 @@ def build_dataset(data_cfg, split):
     return dataset_class(data_cfg.name)(data_cfg, split, transforms)
 
 
-def make_loader(dataset, cfg, split, batch_size=None):
-    """DataLoader over `dataset`; the training split is shuffled."""
-    workers = cfg.data.num_workers
-    return DataLoader(dataset, batch_size=batch_size or cfg.train.batch_size, shuffle=split == "train",
-                      num_workers=workers, pin_memory=torch.cuda.is_available(),
-                      prefetch_factor=4 if workers else None)
+class EpochDataLoader(DataLoader):
+    """A DataLoader whose sampler, if it shuffles per epoch (DistributedSampler), is told the epoch."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+class ShardSampler(Sampler):
+    """Items rank, rank + world_size, ... in order: each test image in exactly one process's
+    share (DistributedSampler would pad the shares with repeated images)."""
+
+    def __init__(self, size, rank, world_size):
+        self.indices = range(rank, size, world_size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1):
+    """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
+    global batch; the training split is shuffled (per epoch, from the seed, when parallel)."""
+    workers, sampler = cfg.data.num_workers, None
+    if world_size > 1:
+        sampler = (DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.seed) if split == "train"
+                   else ShardSampler(len(dataset), rank, world_size))
+    return EpochDataLoader(dataset, batch_size=(batch_size or cfg.train.batch_size) // world_size,
+                           shuffle=split == "train" and sampler is None, sampler=sampler, num_workers=workers,
+                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
 
 
 def build_loader(cfg, split, batch_size=None):
@@ -107,17 +133,18 @@ def choose_loader(cfg, datasets, device):
     return "device", plans, f"both splits fit in {device.type} memory as uint8"
 
 
-def _device_loaders(cfg, datasets, plans, device):
+def _device_loaders(cfg, datasets, plans, device, rank, world_size):
     loaders = {}
     for split, (prefix, transform) in plans.items():
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
         loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
-                                      seed=cfg.seed, sizes=sizes)
+                                      seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size)
     return loaders
 
 
-def build_loaders(cfg):
-    """(train_loader, test_loader, class_names), on the path data.loader chooses.
+def build_loaders(cfg, rank=0, world_size=1):
+    """(train_loader, test_loader, class_names), on the path data.loader chooses, for process
+    `rank` of `world_size` (each gets its share of every global batch of cfg.train.batch_size).
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
@@ -131,11 +158,12 @@ def build_loaders(cfg):
     device = resolve_device(cfg.device)
     kind, plans, reason = choose_loader(cfg, datasets, device)
     if kind == "device":
-        loaders = _device_loaders(cfg, datasets, plans, device)
+        loaders = _device_loaders(cfg, datasets, plans, device, rank, world_size)
         print(f"Data loader: device, batches built on {device} ({reason})")
     else:
         for split, dataset in datasets.items():
             dataset.transforms = build_transforms(data_cfg.transforms[split], data_cfg.mean, data_cfg.std)
-        loaders = {split: make_loader(dataset, cfg, split) for split, dataset in datasets.items()}
+        loaders = {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size)
+                   for split, dataset in datasets.items()}
         print(f"Data loader: workers, {data_cfg.num_workers} worker processes ({reason})")
     return loaders["train"], loaders["test"], list(datasets["train"].classes)

@@ -17,10 +17,14 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False):
 
 
 @torch.inference_mode()
-def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False) -> dict:
+def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False,
+                   reduce=None) -> dict:
     """Run `model.eval()` over `loader` in autocast `precision` (as in training), images in
     channels_last memory if asked (see to_device); returns loss (mean cross-entropy without
-    smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes])."""
+    smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes]).
+
+    `reduce` (data parallelism: each process's loader holds its share of the test set) sums a
+    tensor over processes in place; counts and loss are summed before the metrics are taken."""
     model.eval()
     meter = ConfusionMeter(num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
@@ -30,6 +34,9 @@ def evaluate_model(model, loader, device, num_classes, precision=Precision(), ch
             logits = model(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
         meter.update(labels, logits.argmax(dim=1))
+    if reduce is not None:
+        meter.reduce(reduce, device)
+        reduce(loss_sum)
     confusion = meter.compute()
     total = int(confusion.sum())
     return {"loss": loss_sum.item() / max(total, 1), "accuracy": meter.accuracy(),

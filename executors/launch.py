@@ -9,6 +9,7 @@ from easydict import EasyDict
 from datasets.loaders import build_loader, build_loaders, dataset_class
 from datasets.transforms import build_transforms
 from executors.checkpoint import load_checkpoint, load_model_weights
+from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
 from executors.run_dir import new_run_dir, resume_checkpoint
 from executors.trainer import Trainer
@@ -33,31 +34,40 @@ def _step_probe(trainer):
     return run_once
 
 
-def prepare_trainer(cfg) -> Trainer:
-    """Loaders and Trainer for `cfg`; on the CPU also the thread count (cfg.threads, or measured), printed."""
-    trainer = Trainer(cfg, *build_loaders(cfg))
+def prepare_trainer(cfg, processes=Processes()) -> Trainer:
+    """Loaders and Trainer for `cfg` (this process's share of the data when parallel); on the
+    CPU also the thread count (cfg.threads, or measured), printed."""
+    with main_process_first(processes):
+        loaders = build_loaders(cfg, processes.rank, processes.world_size)
+    trainer = Trainer(cfg, *loaders)
     if trainer.device.type == "cpu":
         print(configure_threads(cfg.get("threads"), _step_probe(trainer)))
     return trainer
 
 
-def train_experiment(cfg, resume=None) -> dict:
-    """Train `cfg` in a new run directory, or continue the run of `resume` ("auto" or a path).
+def train_experiment(cfg, resume=None):
+    """Train `cfg` in a new run directory, or continue the run of `resume` ("auto" or a path);
+    returns the run summary (None in processes other than rank 0 under torchrun).
 
     Data and model are checked before any directory is made, so a bad config or a missing
     dataset leaves nothing behind. A resumed run keeps writing into its own directory
-    unless that is read-only (e.g. a Kaggle input), then into a new one.
+    unless that is read-only (e.g. a Kaggle input), then into a new one. Under torchrun
+    every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
-    checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
-    trainer = prepare_trainer(cfg)
-    if checkpoint is not None:
-        trainer.load_model(checkpoint)
-    if checkpoint is not None and os.access(checkpoint.parent, os.W_OK):
-        run_dir = checkpoint.parent
-    else:
-        run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
-    print(f"Run directory: {run_dir}")
-    return trainer.fit(run_dir)
+    with session(cfg) as processes:
+        checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
+        trainer = prepare_trainer(cfg, processes)
+        if checkpoint is not None:
+            trainer.load_model(checkpoint)
+        parallelize(trainer, processes)
+        if not processes.is_main:
+            return follow(trainer)
+        if checkpoint is not None and os.access(checkpoint.parent, os.W_OK):
+            run_dir = checkpoint.parent
+        else:
+            run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
+        print(f"Run directory: {run_dir}")
+        return trainer.fit(run_dir)
 
 
 def overfit_experiment(cfg, steps=None) -> dict:

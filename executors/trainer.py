@@ -56,6 +56,7 @@ class Trainer:
         self.channels_last = uses_channels_last(cfg.model_name, self.device)
         self.model = self._prepare_model()
         self.forward = TrainingForward(self.model, cfg.train.compile)  # what training steps call
+        self.reduce = None  # sums evaluation counts over processes (executors/distributed.py)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
@@ -162,7 +163,7 @@ class Trainer:
     def evaluate(self, loader=None) -> dict:
         """model.eval() pass over `loader` (default: the test loader); see evaluate_model."""
         return evaluate_model(self.model, loader or self.test_loader, self.device,
-                              len(self.class_names), self.precision, self.channels_last)
+                              len(self.class_names), self.precision, self.channels_last, self.reduce)
 
     # ----------------------------------------------------------------- fit
     def fit(self, run_dir) -> dict:

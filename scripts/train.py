@@ -1,4 +1,5 @@
-"""Train a model: python scripts/train.py --cfg NAME [--set KEY=VALUE ...] [--resume auto|PATH]."""
+"""Train a model: python scripts/train.py --cfg NAME [--set KEY=VALUE ...] [--resume auto|PATH].
+On several GPUs (or CPU processes): torchrun --nproc_per_node N scripts/train.py ... (same arguments)."""
 import sys
 from pathlib import Path
 
@@ -17,8 +18,9 @@ def main():
     parser.add_overrides()
     args = parser.parse_args()
     summary = train_experiment(load_config(args.cfg, args.set), resume=args.resume)
-    print(f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}; "
-          f"final {summary['final_test_accuracy']:.4f}")
+    if summary is not None:  # None: a torchrun process other than rank 0
+            print(f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}; "
+              f"final {summary['final_test_accuracy']:.4f}")
 
 
 if __name__ == "__main__":

@@ -68,13 +68,23 @@ class ConfusionMeter:
     def update(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
         """Add one batch of labels [B] and predictions [B]."""
         y_true, y_pred = _as_tensor(y_true).flatten(), _as_tensor(y_pred).flatten().to(_as_tensor(y_true).device)
-        if self.total is None:
-            self.total = torch.zeros(self.num_classes ** 2, dtype=torch.long, device=y_true.device)
-            self.out_of_range = torch.zeros((), dtype=torch.long, device=y_true.device)
+        self._start(y_true.device)
         valid = (y_true >= 0) & (y_true < self.num_classes) & (y_pred >= 0) & (y_pred < self.num_classes)
         flat = torch.where(valid, y_true * self.num_classes + y_pred, 0)
         self.total.index_add_(0, flat, valid.long())
         self.out_of_range += (~valid).sum()
+
+    def _start(self, device) -> None:
+        if self.total is None:
+            self.total = torch.zeros(self.num_classes ** 2, dtype=torch.long, device=device)
+            self.out_of_range = torch.zeros((), dtype=torch.long, device=device)
+
+    def reduce(self, sum_over_processes, device) -> None:
+        """Replace the counts by their sums over processes: `sum_over_processes(tensor)` sums
+        a tensor in place (executors.distributed.all_reduce_sum). Every process must call it."""
+        self._start(device)
+        sum_over_processes(self.total)
+        sum_over_processes(self.out_of_range)
 
     def compute(self) -> torch.Tensor:
         """int64 [num_classes, num_classes] on the CPU."""

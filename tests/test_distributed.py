@@ -1,0 +1,114 @@
+"""Data parallelism through torchrun with the gloo backend on the CPU: two processes train
+what one process trains on the same global batch, rank 0 alone writes, evaluation counts
+every test image once, and resume works from checkpoints of any process count."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from datasets.device_loader import DeviceLoader
+from datasets.batched_transforms import build_batched_transforms
+from executors.distributed import all_reduce_sum
+from executors.evaluation import evaluate_model
+from tests.synthetic_kmnist import write_kmnist_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def kmnist_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("kmnist")
+    write_kmnist_idx(root, train_per_class=40, test_per_class=10)  # 400 / 100 images
+    return root
+
+
+def train(root, exp_dir, processes, *overrides, resume=None):
+    """Run scripts/train.py (under torchrun when processes > 1); returns the finished process."""
+    settings = [f"data.root='{root}'", "data.md5=None", "data.download=False", f"exp_dir='{exp_dir}'",
+                "device='cpu'", "threads=1", "train.batch_size=32", "train.scheduler='constant'",
+                "logger.backend='none'", *overrides]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = (launcher if processes > 1 else [sys.executable]) + [str(REPO / "scripts" / "train.py"), "--cfg", "mlp",
+                                                                   "--set", *settings]
+    command += ["--resume", resume] if resume else []
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=240,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def weights(run_dir):
+    return torch.load(run_dir / "last.pt", weights_only=True)["model"]
+
+
+def test_two_processes_train_what_one_trains_and_only_rank_0_writes(kmnist_root, tmp_path):
+    single = train(kmnist_root, tmp_path / "single", 1, "train.epochs=2")
+    parallel = train(kmnist_root, tmp_path / "ddp", 2, "train.epochs=2", "logger.backend='mlflow'")
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    assert parallel.stdout.count("Run directory:") == 1  # the other process prints nothing
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["mlartifacts", "mlflow.db", "mlp_base"]
+    one, two = (json.loads((d / "mlp_base" / "summary.json").read_text()) for d in (tmp_path / "single", tmp_path / "ddp"))
+    assert abs(one["final_test_accuracy"] - two["final_test_accuracy"]) <= 0.002
+    assert two["final_test_loss"] == pytest.approx(one["final_test_loss"], rel=1e-4)
+    for name, tensor in weights(tmp_path / "single" / "mlp_base").items():
+        torch.testing.assert_close(weights(tmp_path / "ddp" / "mlp_base")[name], tensor, atol=1e-5, rtol=1e-4)
+    import mlflow
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'ddp' / 'mlflow.db'}")
+    experiments = client.search_experiments()
+    assert len(client.search_runs([e.experiment_id for e in experiments])) == 1
+
+
+def test_resume_under_ddp_from_checkpoints_of_any_process_count(kmnist_root, tmp_path):
+    straight = train(kmnist_root, tmp_path / "straight", 2, "train.epochs=2")
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    expected = weights(tmp_path / "straight" / "mlp_base")
+    for first_processes in (2, 1):  # interrupted after epoch 1 by a DDP run, then by a single process
+        exp_dir = tmp_path / f"from_{first_processes}"
+        assert train(kmnist_root, exp_dir, first_processes, "train.epochs=1").returncode == 0
+        resumed = train(kmnist_root, exp_dir, 2, "train.epochs=2", resume="auto")
+        assert resumed.returncode == 0, resumed.stderr[-2000:]
+        assert "Resumed from" in resumed.stdout
+        for name, tensor in weights(exp_dir / "mlp_base").items():
+            if first_processes == 2:
+                assert torch.equal(tensor, expected[name]), name
+            else:  # one process sums gradients in another order: equal within float rounding
+                torch.testing.assert_close(tensor, expected[name], atol=1e-5, rtol=1e-4)
+
+
+def test_an_error_in_the_processes_stops_the_run_with_its_message(kmnist_root, tmp_path):
+    failed = train(kmnist_root, tmp_path, 2, "train.batch_size=33")
+    assert failed.returncode != 0
+    assert "must divide among the 2 processes" in failed.stderr
+    assert not (tmp_path / "mlp_base").exists()
+
+
+def _evaluate_share(rank, world_size, init_file, images, labels, model, result_file):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    loader = DeviceLoader(images, labels, build_batched_transforms([("ToTensor", {})]), 16, shuffle=False,
+                          seed=0, rank=rank, world_size=world_size)
+    metrics = evaluate_model(model, loader, torch.device("cpu"), 10, reduce=all_reduce_sum)
+    if rank == 0:
+        torch.save({k: metrics[k] for k in ("loss", "accuracy", "confusion")}, result_file)
+    dist.destroy_process_group()
+
+
+def test_evaluation_is_summed_exactly_over_processes(tmp_path):
+    """101 test images over 3 processes (shares of 34, 34, 33): the reduced confusion matrix
+    counts each image once and equals the single-process one."""
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (101, 1, 4, 4), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (101,), generator=generator)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10))
+    mp.spawn(_evaluate_share, args=(3, tmp_path / "init", images, labels, model, tmp_path / "result.pt"), nprocs=3)
+    reduced = torch.load(tmp_path / "result.pt", weights_only=True)
+    whole = DeviceLoader(images, labels, build_batched_transforms([("ToTensor", {})]), 16, shuffle=False, seed=0)
+    single = evaluate_model(model, whole, torch.device("cpu"), 10)
+    assert int(reduced["confusion"].sum()) == 101
+    assert torch.equal(reduced["confusion"], single["confusion"])
+    assert reduced["loss"] == pytest.approx(single["loss"], rel=1e-6)  # float32 sums of other batch shapes
+    assert reduced["accuracy"] == single["accuracy"]
