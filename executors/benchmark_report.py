@@ -15,6 +15,7 @@ from utils.runtime import resolve_device
 CPU_WORKLOADS = {
     "kmnist_mlp": lambda workdir, quick, device: kmnist_mlp(workdir, quick, device),
     "pets_input_224": lambda workdir, quick, device: pets_input(workdir, quick, device, 224),
+    "pets_input_224_device": lambda workdir, quick, device: pets_input(workdir, quick, device, 224, "device"),
     "pets_resnet50_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "ResNet50", 64),
     "pets_vgg16_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "VGG16", 64),
 }

@@ -1,0 +1,50 @@
+"""The benchmark's bookkeeping (never its timings): rows, JSON, workload selection, and the
+synthetic data it measures on."""
+import json
+
+import pytest
+import torch
+from easydict import EasyDict
+from PIL import Image
+
+from datasets.kmnist import KMNIST
+from executors import benchmark_report
+from executors.benchmark import row
+from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
+from utils.errors import ConfigError
+
+
+def test_row_ratio_and_epoch_times():
+    result = row("w", (300.0, 1), (100.0, 2), 600, workers=0)
+    assert result["ratio"] == 3.0 and result["ours_epoch_seconds"] == 2.0 and result["baseline_epoch_seconds"] == 6.0
+    assert result["ours_threads"] == 1 and result["baseline_threads"] == 2 and result["workers"] == 0
+
+
+def test_run_writes_json_with_the_machine_and_each_selected_workload(tmp_path, monkeypatch, capsys):
+    calls = []
+    fake = {name: (lambda workdir, quick, device, name=name: calls.append(name) or row(name, (2.0, 1), (1.0, 1), 10))
+            for name in benchmark_report.CPU_WORKLOADS}
+    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", fake)
+    result = benchmark_report.run_benchmark(True, "cpu", tmp_path / "out" / "bench.json", ["kmnist_mlp"])
+    assert calls == ["kmnist_mlp"]
+    saved = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert saved == result and saved["quick"] is True and saved["gpu"] is None
+    assert set(saved["machine"]) == {"date", "cpu_count", "cpu", "torch", "device", "gpu"}
+    assert saved["workloads"][0]["ratio"] == 2.0
+    assert "kmnist_mlp" in capsys.readouterr().out
+
+
+def test_unknown_workload_is_a_config_error():
+    with pytest.raises(ConfigError, match="choose from"):
+        benchmark_report.run_benchmark(True, "cpu", None, ["kmnist"])
+
+
+def test_synthetic_data_is_in_the_real_formats(tmp_path):
+    write_kmnist(tmp_path / "k", 30, 20)
+    train = KMNIST(EasyDict(root=str(tmp_path / "k"), md5=None, mirrors=[], download=False), "train")
+    assert len(train) == 30 and train.images.dtype == torch.uint8 and train.class_counts() == [3] * 10
+    write_pets(tmp_path / "p", 40, 5)
+    paths, labels = pet_training_files(tmp_path / "p")
+    assert len(paths) == 40 and labels[:3] == [0, 1, 2] and max(labels) == 36
+    sizes = [Image.open(p).size for p in paths]
+    assert all(max(size) in (500, 1024) for size in sizes)  # as in the release: most 500 px on the longer side
