@@ -37,9 +37,10 @@ class ImageFiles(Dataset):
 
 
 def template_loader(dataset, batch_size, workers):
-    """A shuffled DataLoader as templates write it (pinned memory when a GPU is there)."""
+    """A shuffled DataLoader as templates write it (pinned memory when a GPU is there); its
+    workers start at every pass, as the library's workers path does (exact resume needs it)."""
     return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers,
-                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                      pin_memory=torch.cuda.is_available())
 
 
 def template_train(model, loader, device, max_images, lr=0.01, autocast_dtype=None):
