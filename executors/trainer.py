@@ -278,10 +278,13 @@ class Trainer:
     def overfitting_on_batch(self, max_steps: int = None) -> dict:
         """Train on the first training batch alone until it is classified 100% correctly.
 
-        Uses the configured optimizer at a constant lr (no schedule) and checks accuracy in
-        model.eval() mode every 10 steps. Returns {"steps", "accuracy", "loss"}.
+        Uses the configured optimizer at the configured lr (after linear scaling), constant:
+        no warmup, no decay. Checks accuracy in model.eval() mode every 10 steps. Returns
+        {"steps", "accuracy", "loss"}.
         """
         max_steps = max_steps or self.cfg.train.overfit_batch_steps
+        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base_lr  # LambdaLR set the warmup's first-step lr at construction
         images, labels = to_device(next(iter(self.train_loader)), self.device, self.channels_last)
         accuracy, step = 0.0, 0
         while step < max_steps and accuracy < 1.0:

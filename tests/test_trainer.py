@@ -274,3 +274,21 @@ def test_predict_uses_the_checkpoint_precision(tmp_path):
         probabilities[amp] = [p for _, p in predict_images(tmp_path / f"{amp}.pt", [image], top_k=10)[0]]
     assert probabilities["bf16"] == pytest.approx(probabilities["off"], rel=5e-2, abs=1e-3)
     assert probabilities["bf16"] != probabilities["off"]
+
+
+@pytest.mark.parametrize("overrides, lr", [
+    (["train.warmup_epochs=2.0", "train.scheduler='cosine'"], 0.05),
+    (["train.warmup_epochs=5.0", "train.lr_scaling={'base_lr': 0.1, 'base_batch_size': 256}"], 0.1 * 32 / 256),
+])
+def test_overfitting_on_batch_uses_the_configured_lr_constant(tmp_path, overrides, lr):
+    """Neither the warmup's first-step lr (lr / W, set when LambdaLR is built) nor a schedule."""
+    trainer = make_trainer(mlp_cfg(tmp_path, *overrides))
+    used, step = [], trainer.optimizer.step
+
+    def recording_step(*args, **kwargs):
+        used.append([group["lr"] for group in trainer.optimizer.param_groups])
+        return step(*args, **kwargs)
+    trainer.optimizer.step = recording_step
+    result = trainer.overfitting_on_batch(30)
+    assert used and all(lrs == pytest.approx([lr] * len(lrs)) for lrs in used)
+    assert result["steps"] == len(used)
