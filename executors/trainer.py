@@ -203,7 +203,7 @@ class Trainer:
         return summary
 
     def _end_epoch(self, epoch, lr, train, test, wall_seconds):
-        """Log the epoch, update history and metrics.csv, save last.pt and best.pt."""
+        """Log the epoch, update history and metrics.csv, save best.pt (when best) and last.pt."""
         row = epoch_row(epoch, lr, train, test, wall_seconds)
         self.history.append(row)
         self.epochs_completed = epoch + 1
@@ -221,9 +221,9 @@ class Trainer:
         if self.cfg.train.confusion_matrix_every_epoch:
             self._save_confusion(test["confusion"], f"confusion_matrices/epoch_{epoch + 1:03d}.png",
                                  f"Test set after epoch {epoch + 1}")
-        self.save_model(self.run_dir / LAST)
-        if is_best:
+        if is_best:  # before last.pt records it: a crash in between must not leave a best epoch without best.pt
             self.save_model(self.run_dir / BEST)
+        self.save_model(self.run_dir / LAST)
         write_text_atomic(self.run_dir / "metrics.csv", metrics_csv(self.history))
 
     def _save_augmentation_preview(self):

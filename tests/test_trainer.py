@@ -292,3 +292,25 @@ def test_overfitting_on_batch_uses_the_configured_lr_constant(tmp_path, override
     result = trainer.overfitting_on_batch(30)
     assert used and all(lrs == pytest.approx([lr] * len(lrs)) for lrs in used)
     assert result["steps"] == len(used)
+
+
+@pytest.mark.parametrize("failing_save", [1, 2, 3, 4])
+def test_a_crash_between_checkpoint_writes_never_loses_the_best_checkpoint(tmp_path, monkeypatch, failing_save):
+    """Whatever checkpoint write fails (a crash, a full disk), the last.pt left behind names a
+    best epoch whose best.pt exists: best.pt is written before last.pt records it."""
+    import executors.trainer
+    save, calls = executors.trainer.save_checkpoint, []
+
+    def crashing_save(state, path):
+        calls.append(path)
+        if len(calls) == failing_save:
+            raise OSError(28, "No space left on device")
+        save(state, path)
+    monkeypatch.setattr(executors.trainer, "save_checkpoint", crashing_save)
+    trainer = make_trainer(mlp_cfg(tmp_path))
+    (tmp_path / "run").mkdir()
+    with pytest.raises(Exception):
+        trainer.fit(tmp_path / "run")
+    if (tmp_path / "run" / "last.pt").exists():
+        last = load_checkpoint(tmp_path / "run" / "last.pt")
+        assert load_checkpoint(tmp_path / "run" / "best.pt")["epochs_completed"] == last["best_epoch"]
