@@ -7,6 +7,7 @@ resolved config, class names and the tracking run id.
 import os
 import pickle
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -33,20 +34,58 @@ def save_checkpoint(state: dict, path) -> None:
         raise
 
 
+REQUIRED_KEYS = ("model_name", "model", "optimizer", "scheduler", "scaler", "epochs_completed", "global_step",
+                 "best_accuracy", "best_epoch", "history", "rng", "config", "class_names", "logger_run_id")
+_HELP = "Pass another best.pt/last.pt, or train again."
+
+
+def _unreadable(path: Path, why: str) -> CheckpointError:
+    return CheckpointError(f"Checkpoint {path} cannot be read: {why}. {_HELP}")
+
+
+def _damage(path: Path, error: Exception) -> str:
+    """Why torch.load failed on an existing file, in our words (torch's own text suggests
+    weights_only=False, which would run any code a foreign file holds)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes; a write that never finished, or a full disk)"
+    if not zipfile.is_zipfile(path):
+        return (f"it is not a PyTorch checkpoint archive ({size:,} bytes of something else, or a file "
+                f"cut short by an interrupted copy or download)")
+    if isinstance(error, pickle.UnpicklingError):
+        return ("it holds Python objects other than tensors and plain values, so this library did not "
+                "write it, and loading it could run arbitrary code")
+    return f"the archive is damaged or truncated ({type(error).__name__})"
+
+
 def load_checkpoint(path, model_name=None) -> dict:
-    """Read a checkpoint safely; with `model_name`, refuse one made for another model."""
+    """Read a checkpoint safely; with `model_name`, refuse one made for another model.
+
+    Anything that is not a readable checkpoint of this library (missing, a directory, empty,
+    truncated, random bytes, another program's pickle, no permission) raises CheckpointError
+    with one paragraph that says what is wrong with the file.
+    """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise CheckpointError(f"Checkpoint {path} is a directory: pass the best.pt or last.pt file inside it.")
+    if not path.exists():
         raise CheckpointError(f"Checkpoint {path} does not exist: pass the path of a best.pt or last.pt file.")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as error:
-        raise CheckpointError(
-            f"Checkpoint {path} cannot be read ({str(error).splitlines()[0]}): it is damaged or not a "
-            f"checkpoint of this library. Use another best.pt/last.pt or train again."
-        ) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's note on the pickle protocol of a foreign file
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as error:
+        if error.filename is not None:  # opening the file failed: no permission, ...
+            raise _unreadable(path, error.strerror.lower()) from None
+        raise _unreadable(path, _damage(path, error)) from None
+    except Exception as error:  # torch.load raises what its parsers raise: EOFError, IndexError, KeyError, ...
+        raise _unreadable(path, _damage(path, error)) from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path} is not a checkpoint of this library (format version {FORMAT_VERSION}).")
+        raise CheckpointError(f"{path} is not a checkpoint of this library (format version {FORMAT_VERSION}). "
+                              f"{_HELP}")
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise _unreadable(path, f"it lacks {', '.join(missing)}, so another program or version wrote it")
     if model_name is not None and state["model_name"] != model_name:
         raise CheckpointError(
             f"Checkpoint {path} holds a {state['model_name']} model, but the config asks for {model_name}: "

@@ -134,3 +134,19 @@ def test_training_error_is_status_1_without_traceback(capsys):
     with pytest.raises(SystemExit) as exit_:
         run(diverging)
     assert exit_.value.code == 1 and capsys.readouterr().err == "error: the loss became NaN at step 7\n"
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "resume"])
+def test_an_empty_checkpoint_exits_2_with_one_paragraph(kmnist_root, tmp_path, command):
+    checkpoint = tmp_path / "last.pt"
+    checkpoint.write_bytes(b"")
+    image = tmp_path / "digit.png"
+    Image.new("L", (28, 28), 255).save(image)
+    result = {"predict": lambda: run_script("predict.py", "--checkpoint", str(checkpoint), str(image)),
+              "evaluate": lambda: run_script("evaluate.py", "--checkpoint", str(checkpoint)),
+              "resume": lambda: run_script("train.py", "--cfg", "mlp", "--resume", str(checkpoint),
+                                           *common_args(kmnist_root, tmp_path), "logger.backend='none'")}[command]()
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: Checkpoint {checkpoint} cannot be read: the file is empty "
+                                                  f"(0 bytes; a write that never finished, or a full disk). "
+                                                  f"Pass another best.pt/last.pt, or train again."]

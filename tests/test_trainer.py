@@ -314,3 +314,32 @@ def test_a_crash_between_checkpoint_writes_never_loses_the_best_checkpoint(tmp_p
     if (tmp_path / "run" / "last.pt").exists():
         last = load_checkpoint(tmp_path / "run" / "last.pt")
         assert load_checkpoint(tmp_path / "run" / "best.pt")["epochs_completed"] == last["best_epoch"]
+
+
+def unreadable_checkpoints(folder, trainer):
+    """{kind: path} of files that are not readable checkpoints of this library."""
+    trainer.save_model(folder / "good.pt")
+    good = (folder / "good.pt").read_bytes()
+    files = {"empty": b"", "text": b"model weights\n", "random": bytes(range(256)) * 40,
+             "truncated": good[: len(good) // 2], "cut short": good[:-40],
+             "foreign pickle": None, "list": None, "lacking keys": None}
+    paths = {}
+    for kind, content in files.items():
+        paths[kind] = folder / f"{kind.replace(' ', '_')}.pt"
+        if content is not None:
+            paths[kind].write_bytes(content)
+    torch.save({"format_version": 1, "model": torch.nn.Linear(2, 2)}, paths["foreign pickle"])
+    torch.save([1, 2], paths["list"])
+    torch.save({"format_version": 1, "model_name": "MLP"}, paths["lacking keys"])
+    paths["directory"] = folder / "run_dir.pt"
+    paths["directory"].mkdir()
+    return paths
+
+
+def test_every_unreadable_checkpoint_is_one_checkpoint_error(tmp_path):
+    trainer = make_trainer(mlp_cfg(tmp_path))
+    for kind, path in unreadable_checkpoints(tmp_path, trainer).items():
+        with pytest.raises(CheckpointError) as error:
+            trainer.load_model(path)
+        message = str(error.value)
+        assert str(path) in message and "\n" not in message and "weights_only" not in message, (kind, message)
