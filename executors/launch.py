@@ -1,6 +1,7 @@
 """What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
 import copy
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -13,10 +14,12 @@ from executors.distributed import Processes, follow, main_process_first, paralle
 from executors.evaluation import evaluate_model
 from executors.run_dir import new_run_dir, resume_checkpoint
 from executors.trainer import Trainer
+from logs.Logger import check_logger_config
 from models.registry import build_model
 from utils.config import apply_overrides
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
 from utils.threads import configure_threads
+from utils.validation import check_values, warnings_for
 
 
 def _step_probe(trainer):
@@ -49,11 +52,16 @@ def train_experiment(cfg, resume=None):
     """Train `cfg` in a new run directory, or continue the run of `resume` ("auto" or a path);
     returns the run summary (None in processes other than rank 0 under torchrun).
 
-    Data and model are checked before any directory is made, so a bad config or a missing
-    dataset leaves nothing behind. A resumed run keeps writing into its own directory
-    unless that is read-only (e.g. a Kaggle input), then into a new one. Under torchrun
+    Config values, the logger settings, data and model are checked before any directory is
+    made, so a bad config or a missing dataset leaves nothing behind. A resumed run keeps
+    writing into its own directory unless that is read-only (e.g. a Kaggle input), then into
+    a new one. Under torchrun
     every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
+    check_values(cfg)
+    check_logger_config(cfg.logger)
+    for note in warnings_for(cfg):
+        print(f"warning: {note}", file=sys.stderr)
     with session(cfg) as processes:
         checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
         trainer = prepare_trainer(cfg, processes)
@@ -72,6 +80,7 @@ def train_experiment(cfg, resume=None):
 
 def overfit_experiment(cfg, steps=None) -> dict:
     """Memorise one training batch (Trainer.overfitting_on_batch); returns steps, accuracy, loss."""
+    check_values(cfg)
     return prepare_trainer(cfg).overfitting_on_batch(steps)
 
 

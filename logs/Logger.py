@@ -55,8 +55,30 @@ class NullBackend:
         """End the run with status FINISHED, FAILED or KILLED."""
 
 
+def check_logger_config(cfg) -> None:
+    """Raise ConfigError for a logger section that could not open a run (an unknown backend, a
+    flush_every below 1, a backend whose package is missing, a neptune mode without what it
+    needs), before any run directory is made. Creates nothing."""
+    name = cfg.get("backend", "mlflow")
+    if name not in BACKENDS:
+        raise ConfigError(f"logger.backend={name!r} is not a logger backend: use one of {', '.join(BACKENDS)}."
+                          + did_you_mean(name, BACKENDS))
+    flush_every = cfg.get("flush_every", 200)
+    if not isinstance(flush_every, int) or isinstance(flush_every, bool) or flush_every < 1:
+        raise ConfigError(f"logger.flush_every={flush_every!r} must be a whole number of steps >= 1.")
+    if name == "neptune":
+        from logs.neptune_backend import choose_mode, import_neptune
+        import_neptune()
+        choose_mode(cfg, api_token())
+    if name == "tensorboard":
+        from logs.tensorboard_backend import import_summary_writer
+        import_summary_writer()
+
+
 def open_backend(cfg, run_dir: Path, run_name: str, resume_run_id):
-    """The backend named by cfg.backend; its package is imported only when chosen."""
+    """The backend named by cfg.backend (checked by check_logger_config); its package is
+    imported only when chosen."""
+    check_logger_config(cfg)
     name = cfg.get("backend", "mlflow")
     if name == "mlflow":
         from logs.mlflow_backend import MlflowBackend
@@ -67,10 +89,7 @@ def open_backend(cfg, run_dir: Path, run_name: str, resume_run_id):
     if name == "tensorboard":
         from logs.tensorboard_backend import TensorBoardBackend
         return TensorBoardBackend(run_dir)
-    if name == "none":
-        return NullBackend()
-    raise ConfigError(f"logger.backend={name!r} is not a logger backend: use one of {', '.join(BACKENDS)}."
-                      + did_you_mean(name, BACKENDS))
+    return NullBackend()
 
 
 def flatten(params: Mapping, prefix: str = "") -> dict:
@@ -104,8 +123,6 @@ class Logger:
         resume_run_id: a previous Logger's `run_id`, to continue that tracked run."""
         self.run_dir = Path(run_dir)
         self.flush_every = cfg.get("flush_every", 200)
-        if not isinstance(self.flush_every, int) or self.flush_every < 1:
-            raise ConfigError(f"logger.flush_every={self.flush_every!r} must be a whole number of steps >= 1.")
         self._backend = open_backend(cfg, self.run_dir, run_name, resume_run_id)
         self._buffer, self._buffered_steps, self._closed = [], 0, False
 

@@ -16,18 +16,23 @@ def markdown_table(values: dict) -> str:
     return "\n".join(["| key | value |", "|---|---|", *rows])
 
 
+def import_summary_writer():
+    """torch's SummaryWriter class, or a ConfigError that says how to install tensorboard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ConfigError("logger.backend='tensorboard' needs tensorboard: "
+                          "pip install -r requirements-tensorboard.txt") from None
+    return SummaryWriter
+
+
 class TensorBoardBackend:
     """A SummaryWriter on run_dir/tensorboard; `run_id` is None (the directory is the run)."""
 
     run_id = None
 
     def __init__(self, run_dir: Path):
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise ConfigError("logger.backend='tensorboard' needs tensorboard: "
-                              "pip install -r requirements-tensorboard.txt") from None
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.writer = import_summary_writer()(log_dir=str(Path(run_dir) / "tensorboard"))
 
     def log_params(self, params: dict) -> None:
         self.writer.add_text("hyperparameters", markdown_table(params))

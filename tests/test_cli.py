@@ -150,3 +150,16 @@ def test_an_empty_checkpoint_exits_2_with_one_paragraph(kmnist_root, tmp_path, c
     assert result.stderr.strip().splitlines() == [f"error: Checkpoint {checkpoint} cannot be read: the file is empty "
                                                   f"(0 bytes; a write that never finished, or a full disk). "
                                                   f"Pass another best.pt/last.pt, or train again."]
+
+
+@pytest.mark.parametrize("script, overrides, expected", [
+    ("train.py", ["train.epochs=0", "data.num_workers=-1"], "train.epochs=0 must be a whole number >= 1"),
+    ("overfit_batch.py", ["train.lr=1e999"], "train.lr=inf must be a finite number > 0"),
+    ("train.py", ["logger.backend='neptune'", "logger.neptune_mode='async'"], "logger."),
+])
+def test_invalid_values_exit_2_before_any_data_is_read_or_directory_made(tmp_path, script, overrides, expected):
+    result = run_script(script, "--cfg", "mlp", "--set", f"data.root='{tmp_path / 'no_data'}'", "data.download=False",
+                        f"exp_dir='{tmp_path / 'runs'}'", *overrides)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert expected in result.stderr and "train-images" not in result.stderr  # the data was never looked at
+    assert not (tmp_path / "runs").exists()

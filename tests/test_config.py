@@ -92,3 +92,88 @@ def test_unknown_layer_and_init_names_are_config_errors():
     cfg.model.layers[2] = ("Relu", {})
     with pytest.raises(ConfigError, match="Unknown layer 'Relu'.*ReLU"):
         build_model("MLP", cfg.model, 10)
+
+
+@pytest.mark.parametrize("override, key, allowed", [
+    ("train.epochs=0", "train.epochs=0", "whole number >= 1"),
+    ("train.epochs=None", "train.epochs=None", "whole number >= 1"),
+    ("train.batch_size=0", "train.batch_size=0", "whole number >= 1"),
+    ("data.num_workers=-1", "data.num_workers=-1", "whole number >= 0"),
+    ("seed=-1", "seed=-1", "whole number in [0, 4294967295]"),
+    ("seed=1099511627776", "seed=1099511627776", "whole number in [0, 4294967295]"),
+    ("train.lr=1e999", "train.lr=inf", "finite number > 0"),
+    ("train.lr=0", "train.lr=0.0", "finite number > 0"),
+    ("train.lr=-0.1", "train.lr=-0.1", "finite number > 0"),
+    ("train.weight_decay=-1e-4", "train.weight_decay=-0.0001", "finite number >= 0"),
+    ("train.label_smoothing=1.0", "train.label_smoothing=1.0", "[0, 1)"),
+    ("train.label_smoothing=-0.1", "train.label_smoothing=-0.1", "[0, 1)"),
+    ("train.warmup_epochs=-1", "train.warmup_epochs=-1.0", "finite number >= 0"),
+    ("logger.flush_every=0", "logger.flush_every=0", "whole number >= 1"),
+    ("train.amp='fp8'", "train.amp='fp8'", "one of auto, bf16, fp16, off"),
+    ("train.amp='bf61'", "train.amp='bf61'", "Did you mean: bf16"),
+    ("train.grad_clip_norm=0", "train.grad_clip_norm=0", "> 0, or None"),
+    ("train.max_nonfinite_steps=0", "train.max_nonfinite_steps=0", ">= 1, or None"),
+    ("train.scheduler='cosin'", "train.scheduler='cosin'", "Did you mean: cosine"),
+    ("train.lr_scaling={'base_lr': 0.1}", "train.lr_scaling=", "base_batch_size"),
+    ("train.lr_scaling={'base_lr': 0.1, 'base_batch_size': 0}", "train.lr_scaling=", "finite > 0"),
+    ("train.overfit_batch_steps=0", "train.overfit_batch_steps=0", ">= 1"),
+    ("threads=0", "threads=0", ">= 1, or None"),
+    ("data.std=[0.0]", "data.std=[0.0]", "numbers > 0"),
+    ("data.mean=[float('inf')]", "data.mean=", "list of finite numbers"),
+    ("device='gpu'", "device='gpu'", "auto, cpu, cuda, cuda:N or mps"),
+    ("exp_name='../elsewhere'", "exp_name='../elsewhere'", "names the run directory"),
+    ("exp_name=''", "exp_name=''", "names the run directory"),
+    ("data.loader='gpu'", "data.loader='gpu'", "one of auto, device, workers"),
+    ("logger.backend='mlfow'", "logger.backend='mlfow'", "Did you mean: mlflow"),
+    ("logger.neptune_mode='online'", "logger.neptune_mode='online'", "offline, debug, async, sync, or None"),
+    ("model_name='ResNet18'", "model_name='ResNet18'", "MLP, VGG16, ResNet50"),
+    ("data.name='MNIST'", "data.name='MNIST'", "Did you mean: KMNIST"),
+])
+def test_values_out_of_range_are_one_config_error_naming_key_and_range(override, key, allowed):
+    with pytest.raises(ConfigError) as error:
+        load_config("mlp", [override])
+    message = str(error.value)
+    assert key in message and allowed in message and "\n" not in message
+
+
+def test_every_bad_value_is_named_in_one_error_and_model_keys_are_checked():
+    with pytest.raises(ConfigError) as error:
+        load_config("vgg16", ["train.epochs=0", "train.batch_size=-3", "model.dropout=1.5"])
+    message = str(error.value)
+    assert message.startswith("Invalid config values:")
+    assert all(key in message for key in ("train.epochs=0", "train.batch_size=-3", "model.dropout=1.5"))
+
+
+def test_every_shipped_config_passes_the_checks_and_a_config_file_is_checked_too(tmp_path):
+    for name in available_configs():
+        load_config(name)
+    custom = tmp_path / "custom.py"
+    custom.write_text("from configs.mlp_cfg import cfg as base\nimport copy\n"
+                      "cfg = copy.deepcopy(base)\ncfg.train.lr = float('nan')\n")
+    with pytest.raises(ConfigError, match=r"train.lr=nan must be a finite number > 0"):
+        load_config(str(custom))
+
+
+def test_the_checks_offer_the_choices_the_library_accepts():
+    """utils may not import the modules that act on these values: the choices are copies."""
+    from datasets.loaders import DATASETS, LOADERS
+    from executors.optim import SCHEDULES
+    from logs.Logger import BACKENDS
+    from logs.neptune_backend import MODES
+    from models.registry import MODELS
+    from utils.validation import RULES
+    assert RULES["data.loader"].choices == LOADERS and RULES["train.scheduler"].choices == SCHEDULES
+    assert RULES["logger.backend"].choices == BACKENDS and RULES["logger.neptune_mode"].choices == MODES
+    assert set(RULES["model_name"].choices) == set(MODELS) and set(RULES["data.name"].choices) == set(DATASETS)
+    import torch
+
+    from utils.runtime import resolve_precision
+    for amp in RULES["train.amp"].choices:
+        resolve_precision(amp, torch.device("cpu"))
+
+
+def test_a_warmup_as_long_as_the_run_is_warned_about():
+    from utils.validation import warnings_for
+    assert warnings_for(load_config("resnet50_tricks")) == []
+    notes = warnings_for(load_config("resnet50_tricks", ["train.epochs=2"]))
+    assert len(notes) == 1 and "train.warmup_epochs=5.0" in notes[0] and "train.epochs=2" in notes[0]

@@ -2,7 +2,8 @@
 
 A config is a module `configs/<name>_cfg.py` exposing `cfg`, an EasyDict. Overrides use
 dotted keys (`train.lr=0.05`, `data.md5=None`); values parse as Python literals, else as
-strings. Unknown keys and values of the wrong type raise ConfigError before any work starts.
+strings. Unknown keys, values of the wrong type and values outside their range
+(utils/validation.py) raise ConfigError before any work starts.
 """
 import ast
 import copy
@@ -12,6 +13,7 @@ from pathlib import Path
 from easydict import EasyDict
 
 from utils.errors import ConfigError, did_you_mean
+from utils.validation import check_values
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 _SUFFIX = "_cfg.py"
@@ -23,7 +25,8 @@ def available_configs():
 
 
 def load_config(name, overrides=()):
-    """Return a deep copy of `configs/<name>_cfg.py:cfg` with `overrides` applied.
+    """Return a deep copy of `configs/<name>_cfg.py:cfg` with `overrides` applied and every
+    value checked (utils.validation.check_values).
 
     `name` may also be the path of a `.py` file that defines `cfg`.
     """
@@ -42,6 +45,7 @@ def load_config(name, overrides=()):
         raise ConfigError(f"Config file {path} does not define a dict named `cfg`.")
     cfg = EasyDict(copy.deepcopy(module.cfg))
     apply_overrides(cfg, overrides)
+    check_values(cfg)
     return cfg
 
 

@@ -1,0 +1,183 @@
+"""Config values of the right type but outside what they may be, found before any work starts.
+
+`check_values(cfg)` applies RULES (dotted key -> what the key accepts) to every key present
+in the config and raises one ConfigError that names each bad key, its value and the allowed
+range. `warnings_for(cfg)` returns notes on settings that are valid but probably unintended
+(a warmup as long as the run). The choices here mirror the modules that act on them
+(datasets.loaders.LOADERS, executors.optim.SCHEDULES, logs.Logger.BACKENDS, ...), which
+utils may not import; tests/test_config.py checks that they agree.
+"""
+import math
+import re
+
+from utils.errors import ConfigError, did_you_mean
+
+
+class Rule:
+    """What a key accepts: `accepts(value) -> bool` and the words for it ("a whole number >= 1")."""
+
+    def __init__(self, accepts, words, choices=()):
+        self.accepts, self.words, self.choices = accepts, words, choices
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _range_words(low, high, low_open, high_open):
+    if high is None:
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def whole(low=None, high=None, optional=False) -> Rule:
+    """An int (not a bool) in [low, high]; None too when optional."""
+    def accepts(value):
+        return (optional and value is None) or (
+            _is_int(value) and (low is None or value >= low) and (high is None or value <= high))
+    return Rule(accepts, f"a whole number {_range_words(low, high, False, False)}" + (", or None" if optional else ""))
+
+
+def number(low=None, high=None, low_open=False, high_open=False, optional=False) -> Rule:
+    """A finite int or float in the range (ends open or closed); None too when optional."""
+    def accepts(value):
+        if optional and value is None:
+            return True
+        if not _is_number(value) or not math.isfinite(value):
+            return False
+        above = low is None or (value > low if low_open else value >= low)
+        below = high is None or (value < high if high_open else value <= high)
+        return above and below
+    words = "a finite number" + (f" {_range_words(low, high, low_open, high_open)}" if (low, high) != (None, None) else "")
+    return Rule(accepts, words + (", or None" if optional else ""))
+
+
+def one_of(*choices, optional=False) -> Rule:
+    return Rule(lambda value: (optional and value is None) or value in choices,
+                "one of " + ", ".join(map(str, choices)) + (", or None" if optional else ""), choices)
+
+
+def boolean() -> Rule:
+    return Rule(lambda value: isinstance(value, bool), "True or False")
+
+
+def text(pattern=r".+", words="a non-empty string", optional=False) -> Rule:
+    """A string matching `pattern` in full; None too when optional."""
+    return Rule(lambda value: (optional and value is None) or (isinstance(value, str) and bool(re.fullmatch(pattern, value))),
+                words + (", or None" if optional else ""))
+
+
+def numbers(positive=False, optional=False) -> Rule:
+    """A non-empty list of finite numbers (> 0 when positive); None too when optional."""
+    item = number(0, low_open=True) if positive else number()
+    return Rule(lambda value: (optional and value is None) or (
+        isinstance(value, (list, tuple)) and len(value) > 0 and all(item.accepts(v) for v in value)),
+        f"a list of finite numbers{' > 0' if positive else ''}" + (", or None" if optional else ""))
+
+
+def mapping(optional=False) -> Rule:
+    return Rule(lambda value: (optional and value is None) or isinstance(value, dict),
+                "a dict" + (", or None" if optional else ""))
+
+
+def strings() -> Rule:
+    return Rule(lambda value: isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+                "a list of strings")
+
+
+RULES = {
+    "exp_name": text(r"(?!\.\.?$)[\w.-]+", "a name of letters, digits, '_', '-' and '.' (it names the run directory)"),
+    "exp_dir": text(),
+    "seed": whole(0, 2**32 - 1),
+    "device": text(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps"),
+    "model_name": one_of("MLP", "VGG16", "ResNet50"),
+    "threads": whole(1, optional=True),
+    "data.name": one_of("KMNIST", "OxfordIIITPet"),
+    "data.root": text(),
+    "data.download": boolean(),
+    "data.mirrors": strings(),
+    "data.md5": mapping(optional=True),
+    "data.num_workers": whole(0),
+    "data.loader": one_of("auto", "device", "workers"),
+    "data.cache_dir": text(optional=True),
+    "data.cache_max_side": whole(1, optional=True),
+    "data.mean": numbers(optional=True),
+    "data.std": numbers(positive=True, optional=True),
+    "data.val_fraction": number(0, 1, high_open=True),
+    "model.dropout": number(0, 1, high_open=True),
+    "model.classifier_width": whole(1),
+    "train.epochs": whole(1),
+    "train.batch_size": whole(1),
+    "train.optimizer": text(r"[A-Za-z]\w*", "the name of a torch.optim optimizer"),
+    "train.optimizer_args": mapping(optional=True),
+    "train.lr": number(0, low_open=True),
+    "train.lr_scaling": Rule(lambda value: value is None or (
+        isinstance(value, dict) and set(value) == {"base_lr", "base_batch_size"}
+        and all(number(0, low_open=True).accepts(v) for v in value.values())),
+        "None or {'base_lr': finite > 0, 'base_batch_size': finite > 0}"),
+    "train.weight_decay": number(0),
+    "train.no_bias_decay": boolean(),
+    "train.scheduler": one_of("cosine", "constant"),
+    "train.warmup_epochs": number(0),
+    "train.label_smoothing": number(0, 1, high_open=True),
+    "train.amp": one_of("auto", "bf16", "fp16", "off"),
+    "train.compile": boolean(),
+    "train.sync_bn": boolean(),
+    "train.max_nonfinite_steps": whole(1, optional=True),
+    "train.grad_clip_norm": number(0, low_open=True, optional=True),
+    "train.confusion_matrix_every_epoch": boolean(),
+    "train.overfit_batch_steps": whole(1),
+    "logger.backend": one_of("mlflow", "neptune", "tensorboard", "none"),
+    "logger.experiment": text(optional=True),
+    "logger.tracking_uri": text(optional=True),
+    "logger.neptune_project": text(optional=True),
+    "logger.neptune_mode": one_of("offline", "debug", "async", "sync", optional=True),
+    "logger.flush_every": whole(1),
+}
+
+_MISSING = object()
+
+
+def _lookup(cfg, dotted_key):
+    node = cfg
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def problems(cfg, rules=None) -> list:
+    """'key=value: must be ...' for every key of `rules` (default RULES) present in `cfg` whose
+    value the rule does not accept, in the rules' order."""
+    found = []
+    for key, rule in (rules or RULES).items():
+        value = _lookup(cfg, key)
+        if value is _MISSING or rule.accepts(value):
+            continue
+        hint = did_you_mean(str(value), rule.choices) if rule.choices and isinstance(value, str) else ""
+        found.append(f"{key}={value!r} must be {rule.words}.{hint}")
+    return found
+
+
+def check_values(cfg) -> None:
+    """Raise one ConfigError listing every value of `cfg` outside what its key accepts."""
+    found = problems(cfg)
+    if found:
+        raise ConfigError("Invalid config value" + ("s: " if len(found) > 1 else ": ") + " ".join(found))
+
+
+def warnings_for(cfg) -> list:
+    """Notes on valid settings that are probably unintended (one sentence each)."""
+    train, notes = cfg.get("train", {}), []
+    warmup, epochs = train.get("warmup_epochs"), train.get("epochs")
+    if _is_number(warmup) and _is_int(epochs) and warmup >= epochs > 0:
+        notes.append(f"train.warmup_epochs={warmup} is not shorter than train.epochs={epochs}: the lr rises for "
+                     f"the whole run, never reaches its configured value and never decays.")
+    return notes
