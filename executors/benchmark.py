@@ -40,8 +40,7 @@ def row(name, ours, baseline, epoch_images, **details):
 def fastest(run, device):
     """(images per second, threads) of `run() -> (images, seconds)` at its best thread count
     (on a GPU: at PyTorch's default count)."""
-    counts = candidate_counts(torch.get_num_threads() if device.type == "cuda" else _cores())
-    counts = counts[-1:] if device.type == "cuda" else counts
+    counts = [torch.get_num_threads()] if device.type == "cuda" else candidate_counts(_cores())
     results = []
     for threads in counts:
         torch.set_num_threads(threads)
