@@ -5,8 +5,9 @@ torchvision's ColorJitter draws brightness and saturation as factors but hue as 
 *offset* in [-0.5, 0.5] of the colour wheel, so `ColorJitter(hue=...)` cannot express a hue
 factor. Here all three are factors: brightness multiplies RGB, saturation blends with the
 grey image (torchvision's adjust_saturation, a factor), and hue multiplies the HSV hue
-channel (an angle in [0, 1) turns, kept in range modulo one turn). The three adjustments
-are applied in a random order, like torchvision's ColorJitter.
+channel (an angle in [0, 1) turns, kept in range modulo one turn; PIL stores it in 255
+levels per turn). The three adjustments are applied in a random order, like torchvision's
+ColorJitter.
 """
 import numpy as np
 import torch
@@ -14,10 +15,14 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 
 
+HUE_LEVELS = 255  # PIL's 8-bit HSV hue is int(turns * 255): one turn is levels 0-254, and 255 is 0 again
+
+
 def scale_hue(image: Image.Image, factor: float) -> Image.Image:
-    """RGB PIL image with its HSV hue multiplied by `factor` (modulo one turn)."""
+    """RGB PIL image with its HSV hue multiplied by `factor` (rounded to the nearest of PIL's
+    255 hue levels, modulo one turn)."""
     hue, saturation, value = image.convert("HSV").split()
-    scaled = (np.asarray(hue, dtype=np.float32) * factor).round().astype(np.int64) % 256
+    scaled = (np.asarray(hue, dtype=np.float32) * factor).round().astype(np.int64) % HUE_LEVELS
     return Image.merge("HSV", (Image.fromarray(scaled.astype(np.uint8), "L"), saturation, value)).convert("RGB")
 
 
