@@ -4,8 +4,11 @@
 Kaggle copy, also read-only). When they are missing, `images.tar.gz` and
 `annotations.tar.gz` are downloaded from the mirrors, md5-checked and safely extracted.
 Split lists are `annotations/trainval.txt` and `annotations/test.txt`, lines of
-`Image CLASS-ID SPECIES BREED-ID` (ids from 1; species 1 = cat, 2 = dog); class names come
-from the image names (`american_pit_bull_terrier_12` -> `american_pit_bull_terrier`).
+`Image CLASS-ID SPECIES BREED-ID` (ids from 1; species 1 = cat, 2 = dog; BREED-ID counts
+within the species). Labels are CLASS-ID - 1 and the classes are always the official 37
+breeds, whichever of them the lists hold; a line that disagrees with the official table (an
+id outside 1-37, an image named after another breed, the wrong species or breed id) is a
+data error naming the file and line.
 """
 from pathlib import Path
 
@@ -21,6 +24,21 @@ SPLIT_FILES = {"train": "trainval.txt", "test": "test.txt"}
 ARCHIVES = {"images.tar.gz": "images", "annotations.tar.gz": "annotations"}
 SPECIES = {1: "cat", 2: "dog"}
 STATISTICS_SIZE = 256  # pixel statistics are taken on images whose shorter side is resized to this
+CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal",
+           "Birman", "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel",
+           "english_setter", "german_shorthaired", "great_pyrenees", "havanese", "japanese_chin", "keeshond",
+           "leonberger", "Maine_Coon", "miniature_pinscher", "newfoundland", "Persian", "pomeranian", "pug",
+           "Ragdoll", "Russian_Blue", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "Siamese",
+           "Sphynx", "staffordshire_bull_terrier", "wheaten_terrier", "yorkshire_terrier")  # CLASS-ID - 1 order
+CAT_BREEDS = frozenset(name for name in CLASSES if name[0].isupper())  # the release capitalises cat breeds
+
+
+def official_row(class_id: int):
+    """(breed name, species id, breed id) of an official CLASS-ID in 1-37."""
+    name = CLASSES[class_id - 1]
+    species = 1 if name in CAT_BREEDS else 2
+    same_species = [n for n in CLASSES[:class_id] if (n in CAT_BREEDS) == (species == 1)]
+    return name, species, len(same_species)
 
 
 def has_layout(root: Path) -> bool:
@@ -64,18 +82,63 @@ def prepare_root(cfg) -> Path:
 
 
 def read_split(path: Path):
-    """[(image name, class id, species id)] of a split list."""
-    rows = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    """[(image name, class id, species id)] of a split list, each line checked against the
+    official table and listed once; DataError naming the file and line otherwise."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise DataError(f"Cannot read the split list {path} ({error}): restore it from annotations.tar.gz.") \
+            from None
+    rows, first_line = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.split()
         try:
-            rows.append((fields[0], int(fields[1]), int(fields[2])))
-        except (IndexError, ValueError):
+            if len(fields) != 4:
+                raise ValueError
+            image, (class_id, species, breed_id) = fields[0], map(int, fields[1:])
+        except ValueError:
             raise DataError(f"{path}, line {number}: expected 'Image CLASS-ID SPECIES BREED-ID', got {line!r}.") \
                 from None
+        check_row(image, class_id, species, breed_id, f"{path}, line {number}")
+        if image in first_line:
+            raise DataError(f"{path}, line {number}: {image} is listed again (first on line {first_line[image]}); "
+                            f"remove the duplicate line.")
+        first_line[image] = number
+        rows.append((image, class_id, species))
     return rows
+
+
+def check_row(image: str, class_id: int, species: int, breed_id: int, where: str) -> None:
+    """DataError unless the fields agree with the official table (see the module docstring)."""
+    if not 1 <= class_id <= len(CLASSES):
+        raise DataError(f"{where}: CLASS-ID {class_id} of {image} is outside 1-{len(CLASSES)}: the Oxford-IIIT "
+                        f"Pet release has {len(CLASSES)} breeds; fix or remove the line.")
+    name, official_species, official_breed_id = official_row(class_id)
+    problems = []
+    if image.rpartition("_")[0] != name:
+        problems.append(f"the image is named {image!r}, but CLASS-ID {class_id} is {name} "
+                        f"(its images are named {name}_NUMBER)")
+    if species != official_species:
+        problems.append(f"SPECIES is {species}, but {name} is a {SPECIES[official_species]} "
+                        f"({official_species})")
+    if breed_id != official_breed_id:
+        problems.append(f"BREED-ID is {breed_id}, but {name} is breed {official_breed_id} of its species")
+    if problems:
+        raise DataError(f"{where}: {'; '.join(problems)}. The lists must follow the official annotations "
+                        f"(CLASS-ID 1-37 in the order {CLASSES[0]}, {CLASSES[1]}, ..., {CLASSES[-1]}); "
+                        f"fix the line or restore the file from annotations.tar.gz.")
+
+
+def check_disjoint(lists: dict, folder: Path) -> None:
+    """DataError when an image is in both split lists (the test score would include training images)."""
+    both = sorted({row[0] for row in lists["train"]} & {row[0] for row in lists["test"]})
+    if both:
+        shown = ", ".join(both[:10]) + (", ..." if len(both) > 10 else "")
+        raise DataError(f"{len(both)} images are listed in both {folder / SPLIT_FILES['train']} and "
+                        f"{folder / SPLIT_FILES['test']}: {shown}. Each image belongs to one split; restore the "
+                        f"lists from annotations.tar.gz.")
 
 
 def decode_rgb(path: Path) -> Image.Image:
@@ -97,7 +160,8 @@ class OxfordIIITPet(Dataset):
         transforms: callable applied to each RGB PIL image, or None.
 
     Items: {"image": transforms(PIL RGB image), "label": int, "category": "cat" | "dog"}.
-    Labels index `classes`: the class ids found in either list, in id order, named by breed.
+    Labels are CLASS-ID - 1 and `classes` the official 37 breed names, whichever of them the
+    split lists hold (a model for this dataset always has 37 outputs).
     """
 
     image_mode, image_size = "RGB", None
@@ -107,14 +171,10 @@ class OxfordIIITPet(Dataset):
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
         self.split, self.transforms = split, transforms
         self.root = prepare_root(cfg)
+        self.classes = list(CLASSES)
         lists = {name: read_split(self.root / "annotations" / file) for name, file in SPLIT_FILES.items()}
-        names_by_id = {}
-        for image, class_id, _ in lists["train"] + lists["test"]:
-            names_by_id.setdefault(class_id, image.rsplit("_", 1)[0])
-        ids = sorted(names_by_id)
-        self.classes = [names_by_id[i] for i in ids]
-        label_of = {class_id: label for label, class_id in enumerate(ids)}
-        self.samples = [(self.root / "images" / f"{image}.jpg", label_of[class_id], SPECIES.get(species, "unknown"))
+        check_disjoint(lists, self.root / "annotations")
+        self.samples = [(self.root / "images" / f"{image}.jpg", class_id - 1, SPECIES[species])
                         for image, class_id, species in lists[split]]
         missing = [path.name for path, _, _ in self.samples if not path.is_file()]
         if missing:

@@ -1,5 +1,8 @@
 """Oxford-IIIT Pet on synthetic data in the official layout, downloaded from 127.0.0.1."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,18 @@ from datasets.oxford_pet import OxfordIIITPet, find_layout
 from tests.synthetic_kmnist import http_server
 from tests.synthetic_pets import add_quirky_images, pack_archives, pack_evil_images_archive, write_pets
 from utils.errors import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# The official 37 breeds in CLASS-ID order, as annotations/list.txt of the release names them.
+OFFICIAL_CLASSES = [
+    "Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal", "Birman",
+    "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel",
+    "english_setter", "german_shorthaired", "great_pyrenees", "havanese", "japanese_chin", "keeshond",
+    "leonberger", "Maine_Coon", "miniature_pinscher", "newfoundland", "Persian", "pomeranian", "pug", "Ragdoll",
+    "Russian_Blue", "saint_bernard", "samoyed", "scottish_terrier", "shiba_inu", "Siamese", "Sphynx",
+    "staffordshire_bull_terrier", "wheaten_terrier", "yorkshire_terrier"]
 
 
 def data_cfg(root, md5=None, mirrors=(), download=False):
@@ -28,8 +43,8 @@ def test_download_extract_and_items(served, tmp_path):
     url, md5 = served
     train = OxfordIIITPet(data_cfg(tmp_path, md5, [url], True), "train")
     assert sorted(os.listdir(tmp_path)) == ["annotations", "annotations.tar.gz", "images", "images.tar.gz"]
-    assert train.classes == ["Abyssinian", "american_bulldog", "Bengal"]  # class ids 1, 2, 6
-    assert len(train) == 12 and train.class_counts() == [4, 4, 4]
+    assert train.classes == OFFICIAL_CLASSES
+    assert len(train) == 12 and train.class_counts() == [4, 4, 0, 0, 0, 4] + [0] * 31  # class ids 1, 2, 6
     item = train[5]
     assert item["label"] == 1 and item["category"] == "dog" and item["image"].mode == "RGB"
     test = OxfordIIITPet(data_cfg(tmp_path, md5), "test")  # reused, no server needed
@@ -110,8 +125,98 @@ def test_statistics(tmp_path, capsys):
     dataset = OxfordIIITPet(data_cfg(tmp_path), "train")
     stats = dataset.show_statistic()
     assert stats["species"] == {"cat": 8, "dog": 4}
-    assert stats["class_counts"] == {"Abyssinian": 4, "american_bulldog": 4, "Bengal": 4}
+    assert {name: count for name, count in stats["class_counts"].items() if count} == \
+        {"Abyssinian": 4, "american_bulldog": 4, "Bengal": 4}
     # Every image is one of three colours plus noise: the red-channel mean is near their mean.
     assert stats["mean"][0] == pytest.approx((200 + 40 + 50) / 3 / 255, abs=0.02)
-    assert "12 images, 3 classes, 8 cats, 4 dogs" in capsys.readouterr().out
-    assert torch.equal(dataset.labels, torch.tensor([0] * 4 + [1] * 4 + [2] * 4))
+    assert "12 images, 37 classes, 8 cats, 4 dogs" in capsys.readouterr().out
+    assert torch.equal(dataset.labels, torch.tensor([0] * 4 + [1] * 4 + [5] * 4))
+
+
+def rewrite_list(root, file, edit):
+    """Apply `edit` (lines -> lines) to annotations/`file`."""
+    path = root / "annotations" / file
+    path.write_text("\n".join(edit(path.read_text().splitlines())) + "\n")
+
+
+@pytest.mark.parametrize("absent", ["american_bulldog", "Abyssinian"])
+def test_labels_are_class_id_minus_one_whatever_breeds_are_listed(tmp_path, absent):
+    write_pets(tmp_path)
+    for file in ("trainval.txt", "test.txt"):
+        rewrite_list(tmp_path, file, lambda lines: [line for line in lines if not line.startswith(absent + "_")])
+    for split in ("train", "test"):
+        dataset = OxfordIIITPet(data_cfg(tmp_path), split)
+        assert dataset.classes == OFFICIAL_CLASSES
+        for path, label, _ in dataset.samples:
+            assert OFFICIAL_CLASSES[label] == path.stem.rsplit("_", 1)[0]
+        assert sorted(set(dataset.labels.tolist())) == sorted({0, 1, 5} - {OFFICIAL_CLASSES.index(absent)})
+
+
+def test_a_split_holding_one_breed_keeps_its_official_label(tmp_path):
+    write_pets(tmp_path)
+    rewrite_list(tmp_path, "test.txt", lambda lines: [line for line in lines if line.startswith("Bengal_")])
+    test = OxfordIIITPet(data_cfg(tmp_path), "test")
+    assert set(test.labels.tolist()) == {5} and test.class_counts()[5] == 2 and len(test.classes) == 37
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("Bengal_5 0 1 2", "CLASS-ID 0 of Bengal_5 is outside 1-37"),
+    ("Bengal_5 38 1 2", "CLASS-ID 38 of Bengal_5 is outside 1-37"),
+    ("Bengal_5 -6 1 2", "CLASS-ID -6"),
+    ("Bengal_5 7 1 3", "named 'Bengal_5', but CLASS-ID 7 is Birman"),
+    ("Bengal_5 2 2 1", "named 'Bengal_5', but CLASS-ID 2 is american_bulldog"),
+    ("bengal_5 6 1 2", "named 'bengal_5', but CLASS-ID 6 is Bengal"),
+    ("Bengal 6 1 2", "named 'Bengal', but CLASS-ID 6 is Bengal"),
+    ("Bengal_5 6 2 2", "SPECIES is 2, but Bengal is a cat"),
+    ("Bengal_5 6 1 1", "BREED-ID is 1, but Bengal is breed 2"),
+    ("Bengal_5 6 1", "expected 'Image CLASS-ID SPECIES BREED-ID'"),
+    ("Bengal_5 six 1 2", "expected 'Image CLASS-ID SPECIES BREED-ID'"),
+    ("Bengal_5 6 1 2 extra", "expected 'Image CLASS-ID SPECIES BREED-ID'"),
+    ("Bengal_6 6 1 2", "Bengal_6 is listed again \\(first on line 6\\)"),
+])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_a_line_against_the_official_table_is_a_data_error_naming_file_and_line(tmp_path, line, expected, split):
+    """Bengal_5 is the 5th line of test.txt; the bad line replaces it or (a duplicate) follows the list."""
+    write_pets(tmp_path)
+    number = 5
+    if "listed again" in expected:
+        rewrite_list(tmp_path, "test.txt", lambda lines: lines + [line])
+        number = 7
+    else:
+        rewrite_list(tmp_path, "test.txt", lambda lines: [line if row.startswith("Bengal_5 ") else row
+                                                          for row in lines])
+    with pytest.raises(DataError, match=rf"test\.txt, line {number}: .*{expected}"):
+        OxfordIIITPet(data_cfg(tmp_path), split)  # both lists are checked, whichever split is asked for
+
+
+def test_an_unreadable_list_is_a_data_error(tmp_path):
+    write_pets(tmp_path)
+    (tmp_path / "annotations" / "test.txt").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataError, match="Cannot read the split list .*test.txt"):
+        OxfordIIITPet(data_cfg(tmp_path), "train")
+
+
+def test_an_image_in_both_lists_is_a_data_error(tmp_path):
+    write_pets(tmp_path)
+    rewrite_list(tmp_path, "test.txt", lambda lines: lines + ["Abyssinian_1 1 1 1"])
+    with pytest.raises(DataError, match="1 images are listed in both .*trainval.txt and .*test.txt: Abyssinian_1"):
+        OxfordIIITPet(data_cfg(tmp_path), "train")
+
+
+def test_a_bad_line_exits_2_with_one_paragraph(tmp_path):
+    write_pets(tmp_path)
+    rewrite_list(tmp_path, "trainval.txt", lambda lines: ["Bengal_1 40 1 2"] + lines[1:])
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "dataset_stats.py"), "--cfg", "resnet50",
+                             "--set", f"data.root='{tmp_path}'", "data.download=False"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "trainval.txt, line 1: CLASS-ID 40 of Bengal_1 is outside 1-37" in result.stderr
+
+
+def test_the_real_sample_lists_match_the_official_table():
+    """The 938 lines of the real sample (all 37 breeds) pass the checks; skipped where absent."""
+    root = REPO.parent / "shared" / "data" / "oxford-iiit-pet-sample"
+    if not root.is_dir():
+        pytest.skip("no real sample beside the repository")
+    train = OxfordIIITPet(data_cfg(root), "train")
+    assert all(count > 0 for count in train.class_counts()) and len(train) == 640
