@@ -1,6 +1,7 @@
 """What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
 import copy
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -12,11 +13,12 @@ from datasets.transforms import build_transforms
 from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
-from executors.run_dir import new_run_dir, resume_checkpoint
+from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model
 from utils.config import apply_overrides
+from utils.errors import Interrupted
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
 from utils.threads import configure_threads
 from utils.validation import check_values, warnings_for
@@ -74,8 +76,12 @@ def train_experiment(cfg, resume=None):
             run_dir = checkpoint.parent
         else:
             run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
-        print(f"Run directory: {run_dir}")
-        return trainer.fit(run_dir)
+        try:
+            print(f"Run directory: {run_dir}")
+            return trainer.fit(run_dir)
+        except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through utils.cli
+            note = interruption_note(run_dir)
+            raise Interrupted(getattr(error, "signal_number", signal.SIGINT), note) from None
 
 
 def overfit_experiment(cfg, steps=None) -> dict:

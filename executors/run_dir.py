@@ -1,6 +1,8 @@
 """Where a run writes: `<exp_dir>/<exp_name>[_N]/`, never overwriting an earlier run."""
 from pathlib import Path
 
+import torch
+
 from utils.errors import CheckpointError
 
 LAST = "last.pt"
@@ -42,3 +44,14 @@ def resume_checkpoint(exp_dir, exp_name, resume) -> Path:
         return runs[-1] / LAST
     path = Path(resume)
     return path / LAST if path.is_dir() else path
+
+
+def interruption_note(run_dir) -> str:
+    """What an interrupted run left in `run_dir` and how to go on from it (one sentence)."""
+    last = Path(run_dir) / LAST
+    try:  # mmap: only the few bytes of the counters are read
+        epochs = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epochs_completed"]
+    except Exception:  # no last.pt yet (or not readable): nothing to resume from
+        return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume; start the run again"
+    return (f"{last} holds {epochs} completed epoch{'s' * (epochs != 1)}; continue with --resume auto "
+            f"(this experiment's newest run) or --resume {last}")

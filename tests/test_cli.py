@@ -1,5 +1,7 @@
 """The command-line scripts end to end, as a user runs them, on synthetic KMNIST files."""
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +165,43 @@ def test_invalid_values_exit_2_before_any_data_is_read_or_directory_made(tmp_pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert expected in result.stderr and "train-images" not in result.stderr  # the data was never looked at
     assert not (tmp_path / "runs").exists()
+
+
+def start_training(kmnist_root, exp_dir, *overrides):
+    """train.py in a child process whose stdout arrives line by line."""
+    return subprocess.Popen([sys.executable, str(REPO / "scripts" / "train.py"), "--cfg", "mlp",
+                             *common_args(kmnist_root, exp_dir), *overrides], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_for_line(process, start):
+    for line in process.stdout:
+        if line.startswith(start):
+            return line
+    raise AssertionError(f"no line starting with {start!r}; stderr: {process.stderr.read()}")
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_tracker_run_is_killed(kmnist_root, tmp_path):
+    from mlflow import MlflowClient
+    process = start_training(kmnist_root, tmp_path, "train.epochs=100000", "logger.backend='mlflow'")
+    wait_for_line(process, "epoch 2/")  # epoch 1 is in last.pt
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and "Traceback" not in stderr, stderr
+    last = tmp_path / "mlp_base" / "last.pt"
+    assert f"interrupted by SIGTERM: {last} holds " in stderr and "completed epoch" in stderr
+    assert "continue with --resume auto" in stderr
+    runs = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_runs(
+        [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").search_experiments()])
+    assert [run.info.status for run in runs] == ["KILLED"]
+
+
+def test_ctrl_c_before_the_first_checkpoint_does_not_advise_resuming(kmnist_root, tmp_path):
+    process = start_training(kmnist_root, tmp_path, "train.batch_size=1", "logger.backend='none'")
+    wait_for_line(process, "Run directory:")
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "mlp_base" / "last.pt").exists()
+    assert "interrupted by SIGINT: no checkpoint was written yet" in stderr
+    assert "--resume" not in stderr

@@ -3,12 +3,13 @@
 Exit status 0: success; 1: training or evaluation failed (the target was not reached, a
 TrainingError reported as one message, or an unexpected error with its traceback); 2: bad
 usage, config, data or checkpoint, reported as one paragraph without a traceback;
-130: interrupted.
+130 (SIGINT, Ctrl-C) or 143 (SIGTERM): interrupted, with a note on what was saved.
 """
 import argparse
+import signal
 import sys
 
-from utils.errors import TrainingError, UserError
+from utils.errors import Interrupted, TrainingError, UserError
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -19,8 +20,15 @@ class ArgumentParser(argparse.ArgumentParser):
                           help="override config keys, e.g. --set train.lr=0.05 data.root=/data/kmnist")
 
 
+def _raise_interrupted(signal_number, frame):
+    raise Interrupted(signal_number)
+
+
 def run(main) -> None:
-    """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback)."""
+    """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback),
+    SIGINT/SIGTERM -> 130/143 with what was saved. SIGTERM raises Interrupted, so it stops a run
+    exactly as Ctrl-C does (the tracker run ends KILLED)."""
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         status = main()
     except UserError as error:
@@ -29,8 +37,9 @@ def run(main) -> None:
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)
         status = 1
-    except KeyboardInterrupt:
-        print("interrupted: the last completed epoch is in last.pt; continue with --resume auto",
-              file=sys.stderr)
-        status = 130
+    except KeyboardInterrupt as error:
+        number = getattr(error, "signal_number", signal.SIGINT)
+        note = getattr(error, "message", "") or "nothing was saved by this command"
+        print(f"interrupted by {signal.Signals(number).name}: {note}", file=sys.stderr)
+        status = 128 + number
     sys.exit(status or 0)

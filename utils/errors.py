@@ -2,7 +2,8 @@
 
 UserError (exit status 2): bad input that the user can fix (a config key, a data file, a
 checkpoint). TrainingError (exit status 1): a run that started but could not go on (the loss
-diverged). Any other exception is a bug and keeps its traceback.
+diverged). Interrupted (exit status 128 + signal number): stopped by SIGINT or SIGTERM. Any
+other exception is a bug and keeps its traceback.
 """
 import difflib
 
@@ -26,6 +27,16 @@ class CheckpointError(UserError):
 class TrainingError(Exception):
     """Training had to stop (e.g. the loss stayed NaN/inf). The message says at which step,
     what to try, and which checkpoints still hold good weights."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was stopped by a signal: SIGINT (Ctrl-C) or SIGTERM (what schedulers and hosted
+    notebooks send). A KeyboardInterrupt, so everything that ends a run on Ctrl-C (the tracker
+    marks it KILLED) does the same on SIGTERM; the message says what was saved."""
+
+    def __init__(self, signal_number: int, message: str = ""):
+        super().__init__(message)
+        self.signal_number, self.message = signal_number, message
 
 
 def did_you_mean(name, choices, n=3) -> str:
