@@ -29,9 +29,20 @@ def md5sum(path) -> str:
     return digest.hexdigest()
 
 
-def is_valid(path: Path, md5) -> bool:
-    """The file exists and, when an md5 is given, matches it."""
-    return path.is_file() and (md5 is None or md5sum(path) == md5)
+def problem(path: Path, md5):
+    """None when the file exists and, when an md5 is given, matches it; else what is wrong,
+    as a phrase: 'is missing', 'is present but its md5 is X, expected Y', 'is present but unreadable (...)'."""
+    if not path.exists():
+        return "is missing"
+    if not path.is_file():
+        return "is present but is not a file"
+    if md5 is None:
+        return None
+    try:
+        actual = md5sum(path)
+    except OSError as error:
+        return f"is present but unreadable ({error.strerror or error})"
+    return None if actual == md5 else f"is present but its md5 is {actual}, expected {md5}"
 
 
 def fetch(url: str, target: Path, md5) -> None:
@@ -51,18 +62,21 @@ def fetch(url: str, target: Path, md5) -> None:
         Path(tmp).unlink(missing_ok=True)
 
 
-def ensure_files(root, files: dict, mirrors, download: bool, dataset_name: str) -> Path:
+def ensure_files(root, files: dict, mirrors, download: bool, dataset_name: str, companions: dict = None,
+                 layout_hint: str = "") -> Path:
     """Make sure `root` holds every file of `files` (name -> md5 or None) and return root.
 
     Verified files are kept without any write. Missing or bad ones are downloaded from
-    `mirrors` (base URLs, tried in order) when `download` is true. Raises DataError saying
-    which files to place where when that is impossible.
+    `mirrors` (base URLs, tried in order) when `download` is true. When that is impossible,
+    raises DataError naming every file of `files` and of `companions` (the dataset's other
+    files, name -> md5, not needed now) that is missing or bad, and what to do about each;
+    `layout_hint` adds a dataset's other way of providing them.
     """
     root = Path(root)
-    missing = {name: md5 for name, md5 in files.items() if not is_valid(root / name, md5)}
-    if not missing:
+    problems = {name: why for name, md5 in files.items() if (why := problem(root / name, md5))}
+    if not problems:
         return root
-    failures = {name: [] for name in missing}
+    failures = {name: [] for name in problems}
     if download:
         try:
             root.mkdir(parents=True, exist_ok=True)
@@ -70,31 +84,48 @@ def ensure_files(root, files: dict, mirrors, download: bool, dataset_name: str) 
             raise DataError(f"Cannot create the {dataset_name} directory {root} ({error.strerror}): "
                             f"set data.root to a writable directory or place the files there by hand.") from None
         if not os.access(root, os.W_OK):
-            raise DataError(f"The {dataset_name} directory {root} is read-only and lacks "
-                            f"{', '.join(missing)}: set data.root to a writable directory.")
-        for name, md5 in missing.items():
+            raise DataError(f"The {dataset_name} directory {root} is read-only and {_listing(problems)}: set "
+                            f"data.root to a writable directory{_md5_advice(problems)}.")
+        for name in problems:
             for mirror in mirrors:
                 url = mirror.rstrip("/") + "/" + name
                 try:
                     print(f"Downloading {url}")
-                    fetch(url, root / name, md5)
+                    fetch(url, root / name, files[name])
                     failures.pop(name)
                     break
                 except (OSError, ValueError, http.client.HTTPException) as error:
                     failures[name].append(f"{url}: {getattr(error, 'reason', error)}")
     if failures:
-        raise DataError(_placement_message(root, {n: missing[n] for n in failures}, failures, dataset_name,
-                                           download))
+        unusable = {name: problems[name] for name in failures}
+        unusable.update({name: why for name, md5 in (companions or {}).items() if (why := problem(root / name, md5))})
+        every = {**files, **(companions or {})}
+        raise DataError(_placement_message(root, unusable, every, failures, dataset_name, download, layout_hint))
     return root
 
 
-def _placement_message(root, missing, failures, dataset_name, download) -> str:
-    files = "; ".join(f"{name} (md5 {md5 or 'not checked'})" for name, md5 in missing.items())
+def _listing(problems: dict) -> str:
+    """'a.gz is missing; b.gz is present but its md5 is X, expected Y'."""
+    return "; ".join(f"{name} {why}" for name, why in problems.items())
+
+
+def _md5_advice(problems: dict) -> str:
+    """The fix for files whose md5 differs, or '' when there are none."""
+    if not any("md5 is" in why for why in problems.values()):
+        return ""
+    return ("; a file whose md5 differs is either corrupt (delete it and download again) or a custom copy in "
+            "the official format (set data.md5=None to accept it)")
+
+
+def _placement_message(root, problems, md5s, failures, dataset_name, download, layout_hint) -> str:
     tried = " ".join(f"[{attempt}]" for attempts in failures.values() for attempt in attempts)
-    how = f"Every mirror failed: {tried}. " if download else "Downloading is off (data.download=False). "
-    return (f"{dataset_name} files are missing or corrupt in {root}. {how}"
-            f"Place these files there by hand: {files}; or point data.root at a directory that holds them "
-            f"(data.md5=None accepts a copy whose checksums differ).")
+    how = f"Every mirror failed: {tried}. " if download else "Downloading is off (data.download=False; True fetches them from the mirrors). "
+    absent = [name for name, why in problems.items() if why == "is missing"]
+    place = "; ".join(f"{name} (md5 {md5s[name] or 'not checked'})" for name in absent)
+    return (f"{dataset_name} files in {root} are not usable: {_listing(problems)}. {how}"
+            + (f"Place the missing files there by hand: {place}{layout_hint}; or point data.root at a directory "
+               f"that holds them" if absent else "Point data.root at a directory that holds good copies")
+            + f"{_md5_advice(problems)}.")
 
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:

@@ -90,8 +90,9 @@ class KMNIST(Dataset):
         if not (root / images_name).exists() and npz_images.is_file() and npz_labels.is_file():
             return read_npz(npz_images), read_npz(npz_labels)
         md5 = cfg.md5 or {}
+        other = "test" if split == "train" else "train"  # named too when missing, so one message lists all four
         ensure_files(root, {name: md5.get(name) for name in IDX_FILES[split]}, cfg.mirrors, cfg.download,
-                     "KMNIST")
+                     "KMNIST", companions={name: md5.get(name) for name in IDX_FILES[other]})
         return read_idx(root / images_name, 3), read_idx(root / labels_name, 1)
 
     def __len__(self):

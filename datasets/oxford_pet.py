@@ -70,7 +70,8 @@ def prepare_root(cfg) -> Path:
     if existing is not None:
         return existing
     md5 = cfg.md5 or {}
-    ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet")
+    ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet",
+                 layout_hint=" (or the folders images/ and annotations/ extracted from them)")
     for archive, folder in ARCHIVES.items():
         if not (root / folder).exists():
             print(f"Extracting {root / archive}")

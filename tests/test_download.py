@@ -147,3 +147,54 @@ def test_unsafe_members_are_refused_and_nothing_is_extracted(tmp_path, bad_membe
     with pytest.raises(DataError, match="bad.tar.gz"):
         extract_archive_safely(tmp_path / "bad.tar.gz", root)
     assert os.listdir(root) == [] and not (tmp_path / "evil.txt").exists()
+
+
+def test_every_unusable_file_is_named_with_what_is_wrong(mirror, tmp_path):
+    """A missing file, one with another md5 and a folder in a file's place, all in one message;
+    the file with another md5 is reported as present, with data.md5=None as the way to accept it."""
+    source, md5 = mirror
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / NAMES[0]).write_bytes(b"a custom copy")
+    (root / "t10k-images-idx3-ubyte.gz").mkdir()
+    companions = {"t10k-images-idx3-ubyte.gz": None, "t10k-labels-idx1-ubyte.gz": "1" * 32}
+    with pytest.raises(DataError) as error:
+        ensure_files(root, md5, [], False, "KMNIST", companions=companions)
+    message = str(error.value)
+    assert f"{NAMES[0]} is present but its md5 is {md5sum(root / NAMES[0])}, expected {md5[NAMES[0]]}" in message
+    assert f"{NAMES[1]} is missing" in message and "t10k-labels-idx1-ubyte.gz is missing" in message
+    assert "t10k-images-idx3-ubyte.gz is present but is not a file" in message
+    assert "data.md5=None" in message and "missing or corrupt" not in message
+    assert f"by hand: {NAMES[1]} (md5 {md5[NAMES[1]]}); t10k-labels-idx1-ubyte.gz (md5 {'1' * 32})" in message
+    assert NAMES[0] not in message.split("by hand:")[1]  # present files are not asked for again
+
+
+def test_only_md5_differences_say_so_without_asking_to_place_files(mirror, tmp_path):
+    source, md5 = mirror
+    wrong = {name: "f" * 32 for name in md5}
+    with pytest.raises(DataError) as error:
+        ensure_files(source, wrong, [], False, "KMNIST")
+    message = str(error.value)
+    for name in NAMES:
+        assert f"{name} is present but its md5 is {md5[name]}, expected {'f' * 32}" in message
+    assert "by hand" not in message and "set data.md5=None to accept it" in message
+
+
+def test_a_present_file_with_another_md5_is_downloaded_again_when_allowed(mirror, tmp_path):
+    source, md5 = mirror
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / NAMES[0]).write_bytes(b"half a download")
+    with http_server(source) as url:
+        ensure_files(root, md5, [url], True, "KMNIST")
+    assert {n: md5sum(root / n) for n in NAMES} == md5
+
+
+def test_failed_mirrors_still_name_the_other_files_that_are_missing(mirror, tmp_path):
+    with http_server(tmp_path) as url:
+        pass  # closed: nothing listens there
+    with pytest.raises(DataError) as error:
+        ensure_files(tmp_path / "root", mirror[1], [url], True, "KMNIST", companions={"t10k-images-idx3-ubyte.gz": None})
+    message = str(error.value)
+    assert "Every mirror failed" in message and "t10k-images-idx3-ubyte.gz is missing" in message
+    assert all(f"{name} is missing" in message for name in NAMES)

@@ -98,3 +98,35 @@ def test_transform_names_are_checked():
         build_transforms([("Normalize", {})])
     with pytest.raises(ConfigError, match="Pad"):
         build_transforms([("Pad", {"pading": 2})])
+
+
+def test_download_off_and_nothing_in_place_names_all_four_files_at_once(tmp_path):
+    for split in ("train", "test"):
+        with pytest.raises(DataError) as error:
+            KMNIST(data_cfg(tmp_path / "empty"), split)
+        message = str(error.value)
+        for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz",
+                     "t10k-labels-idx1-ubyte.gz"):
+            assert f"{name} is missing" in message and f"{name} (md5 not checked)" in message
+
+
+def test_a_split_loads_while_the_other_is_missing(tmp_path):
+    """Only the split asked for is required (evaluation needs only the test files)."""
+    write_kmnist_idx(tmp_path)
+    (tmp_path / "train-images-idx3-ubyte.gz").unlink()
+    assert len(KMNIST(data_cfg(tmp_path), "test")) == 50
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is missing"):
+        KMNIST(data_cfg(tmp_path), "train")
+
+
+def test_a_file_with_another_md5_is_reported_as_present_with_the_fix(tmp_path):
+    md5 = write_kmnist_idx(tmp_path)
+    expected = {**md5, "train-images-idx3-ubyte.gz": "0" * 32, "t10k-labels-idx1-ubyte.gz": "1" * 32}
+    with pytest.raises(DataError) as error:
+        KMNIST(data_cfg(tmp_path, expected), "train")
+    message = str(error.value)
+    assert (f"train-images-idx3-ubyte.gz is present but its md5 is {md5['train-images-idx3-ubyte.gz']}, "
+            f"expected {'0' * 32}") in message
+    assert f"t10k-labels-idx1-ubyte.gz is present but its md5 is {md5['t10k-labels-idx1-ubyte.gz']}" in message
+    assert "data.md5=None" in message and "missing" not in message
+    assert len(KMNIST(data_cfg(tmp_path, None), "train")) == 200  # the fix the message names

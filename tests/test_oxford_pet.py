@@ -60,6 +60,31 @@ def test_md5_mismatch_is_refused_and_nothing_kept(served, tmp_path):
     assert "images" not in os.listdir(tmp_path) and "images.tar.gz" not in os.listdir(tmp_path)
 
 
+def test_archives_with_another_md5_are_reported_as_present_with_the_fix(served, tmp_path):
+    url, md5 = served
+    OxfordIIITPet(data_cfg(tmp_path / "first", md5, [url], True), "train")
+    root = tmp_path / "root"
+    root.mkdir()
+    for name in md5:
+        (root / name).write_bytes((tmp_path / "first" / name).read_bytes())
+    wrong = {name: "0" * 32 for name in md5}
+    with pytest.raises(DataError) as error:
+        OxfordIIITPet(data_cfg(root, wrong), "train")
+    message = str(error.value)
+    for name in md5:
+        assert f"{name} is present but its md5 is {md5[name]}, expected {'0' * 32}" in message
+    assert "data.md5=None" in message and "missing" not in message
+    assert len(OxfordIIITPet(data_cfg(root, None), "train")) == 12  # the fix the message names
+
+
+def test_no_archives_and_downloads_off_names_both_and_the_folders(tmp_path):
+    with pytest.raises(DataError) as error:
+        OxfordIIITPet(data_cfg(tmp_path), "test")
+    message = str(error.value)
+    assert "images.tar.gz is missing; annotations.tar.gz is missing" in message
+    assert "images/ and annotations/" in message and "data.download=False" in message
+
+
 @pytest.mark.parametrize("member", ["../evil.jpg", "/tmp/evil_pets.jpg"])
 def test_archive_member_escaping_the_root_is_refused(tmp_path, member):
     md5 = pack_evil_images_archive(tmp_path / "mirror", member)
