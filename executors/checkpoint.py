@@ -4,34 +4,23 @@ A checkpoint is a dict of tensors and plain Python values: model, optimizer, sch
 scaler states, epochs completed, global step, best metric, metric history, RNG states, the
 resolved config, class names and the tracking run id.
 """
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
 
 import torch
 
+from executors.atomic_files import write_atomic
 from utils.errors import CheckpointError
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(state: dict, path) -> None:
-    """torch.save to a temporary file beside `path`, then rename over it (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save({"format_version": FORMAT_VERSION, **state}, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """torch.save to a temporary file beside `path`, then rename over it (never half-written;
+    see executors/atomic_files.py). Raises StorageError for a full disk or an unwritable folder."""
+    write_atomic(path, lambda file: torch.save({"format_version": FORMAT_VERSION, **state}, file))
 
 
 REQUIRED_KEYS = ("model_name", "model", "optimizer", "scheduler", "scaler", "epochs_completed", "global_step",

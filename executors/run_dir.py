@@ -3,24 +3,33 @@ from pathlib import Path
 
 import torch
 
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, StorageError, storage_error
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
 def new_run_dir(exp_dir, exp_name) -> Path:
-    """Create and return `<exp_dir>/<exp_name>`, or `<exp_name>_1`, `_2`, ... if taken."""
+    """Create and return `<exp_dir>/<exp_name>`, or `<exp_name>_1`, `_2`, ... if taken.
+
+    Raises StorageError when exp_dir is a file or cannot be written (read-only, no permission).
+    """
     exp_dir = Path(exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    candidate, suffix = exp_dir / exp_name, 0
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            suffix += 1
-            candidate = exp_dir / f"{exp_name}_{suffix}"
+    if exp_dir.exists() and not exp_dir.is_dir():
+        raise StorageError(f"exp_dir {exp_dir} is a file, not a directory: set exp_dir to a folder for the runs.")
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        candidate, suffix = exp_dir / exp_name, 0
+        while True:
+            try:
+                candidate.mkdir()
+                return candidate
+            except FileExistsError:
+                suffix += 1
+                candidate = exp_dir / f"{exp_name}_{suffix}"
+    except OSError as error:
+        raise storage_error(error, "create a run directory in exp_dir", exp_dir,
+                            "Set exp_dir to a writable folder.") from None
 
 
 def runs_of(exp_dir, exp_name):

@@ -1,22 +1,10 @@
-"""The text files of a run directory, written atomically: metrics.csv rows and summary.json.
+"""The text files of a run directory: metrics.csv rows and summary.json.
 
 metrics.csv has one row per epoch with METRIC_COLUMNS (a contract: new columns are added at
 the end only); summary.json holds the keys listed in DESIGN.md section 5.
 """
-import os
-import tempfile
-from pathlib import Path
-
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                   "test_balanced_accuracy", "epoch_seconds", "train_images_per_second", "skipped_steps")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", newline="") as file:
-        file.write(text)
-    os.replace(tmp, path)
 
 
 def epoch_row(epoch: int, lr: float, train: dict, test: dict, wall_seconds: float) -> dict:

@@ -19,12 +19,13 @@ from torch import nn
 from tqdm import tqdm
 
 from datasets.preview import augmentation_preview
+from executors.atomic_files import write_text_atomic
 from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_dir import BEST, LAST
-from executors.run_files import epoch_row, metrics_csv, run_summary, write_text_atomic
+from executors.run_files import epoch_row, metrics_csv, run_summary
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import Logger
 from models.registry import build_model, count_trainable_parameters

@@ -17,6 +17,7 @@ steps in one batch: one MLflow `log_metric` on SQLite costs 6-8 ms, `log_batch` 
 ending the run exactly once with FINISHED, FAILED or KILLED. A backend is an object with
 the methods of `NullBackend` below and a `run_id` attribute.
 """
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -192,6 +193,11 @@ class Logger:
     def __exit__(self, exc_type, exc, traceback):
         if exc_type is None:
             self.close("FINISHED")
-        else:
-            self.close("KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED")
+            return False
+        status = "KILLED" if issubclass(exc_type, KeyboardInterrupt) else "FAILED"
+        try:
+            self.close(status)
+        except Exception as error:  # e.g. the store is on the disk that is full: report the first error
+            print(f"warning: the tracker run could not be marked {status}: "
+                  f"{(str(error) or type(error).__name__).splitlines()[0]}", file=sys.stderr)
         return False

@@ -9,7 +9,9 @@ Everything goes through `MlflowClient` (no global active run), so several runs c
 open in one process. Metrics are written with `log_batch`, at most 1000 per call.
 The final summary becomes metrics `final/<key>` (numbers) and tags `final/<key>` (text).
 """
+import logging
 import re
+import sqlite3
 import time
 import warnings
 from pathlib import Path
@@ -19,6 +21,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
                                      MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH)
+
+from utils.errors import StorageError, storage_error
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -33,6 +37,46 @@ def artifact_location(tracking_uri: str):
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return None
     return (Path(tracking_uri[len(SQLITE_PREFIX):]).resolve().parent / "mlartifacts").as_uri()
+
+
+def sqlite_failure(error: BaseException):
+    """The sqlite3 error behind an MLflow or SQLAlchemy exception (disk full, read-only
+    database, ...), or None when the failure has another cause."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sqlite3.Error):
+            return error
+        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
+    return None
+
+
+# MLflow logs each failing SQL statement with its traceback before raising; StoreClient reports it once.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+
+class StoreClient:
+    """An MlflowClient whose calls report a failing store as StorageError naming it: a SQLite
+    database that cannot be written (disk full, read-only) or artifacts that cannot be copied."""
+
+    def __init__(self, tracking_uri: str):
+        self._client, self._uri = MlflowClient(tracking_uri), tracking_uri
+
+    def __getattr__(self, name):
+        method = getattr(self._client, name)
+
+        def call(*args, **kwargs):
+            try:
+                return method(*args, **kwargs)
+            except OSError as error:
+                raise storage_error(error, "write the MLflow artifacts at", error.filename or self._uri) from None
+            except Exception as error:
+                failure = sqlite_failure(error)
+                if failure is None:
+                    raise
+                advice = "Free some space." if "full" in str(failure) else "Check the store's disk and permissions."
+                raise StorageError(f"cannot write the MLflow store {self._uri}: {failure}. {advice}") from None
+        return call
 
 
 def mlflow_key(key: str) -> str:
@@ -50,7 +94,7 @@ class MlflowBackend:
 
     def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
         tracking_uri = cfg.get("tracking_uri") or default_tracking_uri(run_dir)
-        self.client = MlflowClient(tracking_uri)
+        self.client = StoreClient(tracking_uri)
         self.run_id = self._reopen(resume_run_id) if resume_run_id else None
         if self.run_id is None:
             experiment_id = self._experiment_id(cfg.get("experiment") or "Default", artifact_location(tracking_uri))

@@ -2,14 +2,15 @@
 
 Exit status 0: success; 1: training or evaluation failed (the target was not reached, a
 TrainingError reported as one message, or an unexpected error with its traceback); 2: bad
-usage, config, data or checkpoint, reported as one paragraph without a traceback;
+usage, config, data, checkpoint or storage (a path that cannot be read or written, a
+full disk), reported as one paragraph without a traceback;
 130 (SIGINT, Ctrl-C) or 143 (SIGTERM): interrupted, with a note on what was saved.
 """
 import argparse
 import signal
 import sys
 
-from utils.errors import Interrupted, TrainingError, UserError
+from utils.errors import Interrupted, TrainingError, UserError, os_reason
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -33,6 +34,9 @@ def run(main) -> None:
         status = main()
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
+        status = 2
+    except OSError as error:  # a path the library did not name itself: data files, images, ...
+        print(f"error: cannot use {error.filename or 'a file'}: {os_reason(error)}.", file=sys.stderr)
         status = 2
     except TrainingError as error:
         print(f"error: {error}", file=sys.stderr)

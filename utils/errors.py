@@ -1,11 +1,12 @@
 """Errors the CLI reports as one message without a traceback.
 
 UserError (exit status 2): bad input that the user can fix (a config key, a data file, a
-checkpoint). TrainingError (exit status 1): a run that started but could not go on (the loss
+checkpoint, a path that cannot be written). TrainingError (exit status 1): a run that started but could not go on (the loss
 diverged). Interrupted (exit status 128 + signal number): stopped by SIGINT or SIGTERM. Any
 other exception is a bug and keeps its traceback.
 """
 import difflib
+import errno
 
 
 class UserError(Exception):
@@ -22,6 +23,26 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or made for another model."""
+
+
+class StorageError(UserError):
+    """A path that cannot be read or written: missing, read-only, not a directory, no
+    permission, a full disk. The message names the path and the operating system's reason."""
+
+
+def os_reason(error: OSError) -> str:
+    """The operating system's words for `error` ("no space left on device"), with its errno name."""
+    name = errno.errorcode.get(error.errno)
+    words = (error.strerror or str(error) or type(error).__name__).rstrip(".")
+    words = words[0].lower() + words[1:] if words else words
+    return f"{words} ({name})" if name else words
+
+
+def storage_error(error: OSError, doing: str, path, advice: str = "") -> StorageError:
+    """StorageError 'cannot <doing> <path>: <reason>. <advice>' (advice on a full disk by default)."""
+    if not advice and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        advice = "Free some space, or set exp_dir to a disk with room."
+    return StorageError(f"cannot {doing} {path}: {os_reason(error)}." + (f" {advice}" if advice else ""))
 
 
 class TrainingError(Exception):
