@@ -27,7 +27,7 @@ from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedul
 from executors.run_dir import BEST, LAST
 from executors.run_files import epoch_row, metrics_csv, run_summary
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
-from logs.Logger import Logger
+from logs.Logger import Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
@@ -175,7 +175,7 @@ class Trainer:
         """
         cfg, self.run_dir = self.cfg, Path(run_dir)
         run_started = time.perf_counter()
-        write_text_atomic(self.run_dir / "config.json", json.dumps(to_plain(cfg), indent=2))
+        write_text_atomic(self.run_dir / "config.json", json.dumps(public_config(cfg), indent=2))
         with Logger(cfg.logger, self.run_dir, self.run_dir.name, self.logger_run_id) as logger:
             self.logger, self.logger_run_id = logger, logger.run_id
             logger.log_hyperparameters({**to_plain(cfg), "trainable_parameters": self.trainable_parameters,
@@ -255,7 +255,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "history": self.history,
             "rng": rng_state(),
-            "config": to_plain(self.cfg),
+            "config": public_config(self.cfg),
             "class_names": self.class_names,
             "logger_run_id": self.logger_run_id,
         }, path)

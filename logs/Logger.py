@@ -25,11 +25,11 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from logs.neptune_backend import api_token
+from utils.config import is_secret_key, redact, to_plain
 from utils.errors import ConfigError, did_you_mean
 
 BACKENDS = ("mlflow", "neptune", "tensorboard", "none")
 STATUSES = ("FINISHED", "FAILED", "KILLED")
-SECRET_KEY_WORDS = ("token", "password", "secret")
 
 
 class NullBackend:
@@ -108,11 +108,17 @@ def flatten(params: Mapping, prefix: str = "") -> dict:
 
 
 def without_secrets(flat: dict) -> dict:
-    """Drop entries whose key names a secret or whose value contains the Neptune API token."""
+    """Drop entries whose key names a secret (utils.config.is_secret_key) or whose value contains
+    the Neptune API token; passwords in URLs are masked."""
     token = api_token()
-    return {key: value for key, value in flat.items()
-            if not any(word in key.lower() for word in SECRET_KEY_WORDS)
-            and not (token and token in str(value))}
+    return {key: redact(value) for key, value in flat.items()
+            if not is_secret_key(key) and not (token and token in str(value))}
+
+
+def public_config(cfg) -> dict:
+    """The config as plain values with every secret hidden (utils.config.redact, the Neptune
+    token included): what config.json and the checkpoints hold."""
+    return redact(to_plain(cfg), [api_token()])
 
 
 class Logger:

@@ -343,3 +343,22 @@ def test_every_unreadable_checkpoint_is_one_checkpoint_error(tmp_path):
             trainer.load_model(path)
         message = str(error.value)
         assert str(path) in message and "\n" not in message and "weights_only" not in message, (kind, message)
+
+
+def test_secrets_never_reach_config_json_or_the_checkpoints(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", "nep-env-token-42")
+    cfg = mlp_cfg(tmp_path, "train.epochs=1", "logger.tracking_uri='https://ann:hunter2@mlflow.example.com/'")
+    cfg.logger.neptune_api_token = "tok-123456"
+    cfg.data.db_password, cfg.data.mirror_secret = "pw-7", None
+    cfg.data.mirrors = ["https://bob:s3cr3t@mirror.example.com/kmnist/", "note nep-env-token-42"]
+    trainer = make_trainer(cfg)
+    (tmp_path / "run").mkdir()
+    trainer.fit(tmp_path / "run")
+    saved = [(tmp_path / "run" / "config.json").read_text()]
+    saved += [json.dumps(load_checkpoint(tmp_path / "run" / name)["config"]) for name in ("last.pt", "best.pt")]
+    for text in saved:
+        assert not any(secret in text for secret in ("tok-123456", "pw-7", "hunter2", "s3cr3t", "nep-env-token-42"))
+        config = json.loads(text)
+        assert config["logger"]["neptune_api_token"] == "<hidden>" and config["data"]["mirror_secret"] is None
+        assert config["logger"]["tracking_uri"] == "https://ann:<hidden>@mlflow.example.com/"
+    assert cfg.logger.neptune_api_token == "tok-123456"  # the running config keeps them

@@ -8,6 +8,7 @@ strings. Unknown keys, values of the wrong type and values outside their range
 import ast
 import copy
 import importlib.util
+import re
 from pathlib import Path
 
 from easydict import EasyDict
@@ -124,4 +125,32 @@ def to_plain(value):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
+    return value
+
+
+SECRET_KEY_WORDS = ("token", "password", "passwd", "secret", "api_key", "apikey", "access_key", "private_key",
+                    "credential")
+HIDDEN = "<hidden>"
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
+
+
+def is_secret_key(key) -> bool:
+    """Whether a config key (any part of a dotted key) names a secret: token, password, ..."""
+    return any(word in str(key).lower() for word in SECRET_KEY_WORDS)
+
+
+def redact(value, secret_values=()):
+    """A copy of a plain config tree (to_plain) that is safe to write down: the value of every
+    key naming a secret becomes HIDDEN (None stays None), passwords in URLs
+    (scheme://user:password@host) become HIDDEN, and so does every string that contains one
+    of `secret_values` (e.g. the Neptune API token)."""
+    if isinstance(value, dict):
+        return {key: (HIDDEN if is_secret_key(key) and item is not None else redact(item, secret_values))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [redact(item, secret_values) for item in value]
+    if isinstance(value, str):
+        if any(secret and secret in value for secret in secret_values):
+            return HIDDEN
+        return _URL_PASSWORD.sub(rf"\1{HIDDEN}@", value)
     return value
