@@ -16,7 +16,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from datasets.preview import augmentation_preview
 from executors.atomic_files import write_text_atomic
@@ -24,6 +23,7 @@ from executors.checkpoint import load_checkpoint, load_model_weights, save_check
 from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
+from executors.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_dir import BEST, LAST
 from executors.run_files import epoch_row, metrics_csv, run_summary
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
@@ -79,6 +79,9 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.trainable_parameters = count_trainable_parameters(model)
         print(f"{self.cfg.model_name}: {self.trainable_parameters:,} trainable parameters")
+        print(f"Device: {describe_device(self.device)}, precision {self.precision.name}"
+              f"{' with gradient scaling' if self.precision.use_scaler else ''}"
+              f"{', channels_last' if self.channels_last else ''}")
         return model
 
     # ----------------------------------------------------------------- steps
@@ -134,8 +137,7 @@ class Trainer:
         self.model.train()
         self.step_metrics.start_epoch()
         start = time.perf_counter()
-        with tqdm(self.train_loader, desc=f"epoch {epoch + 1}/{self.cfg.train.epochs}",
-                  leave=False, dynamic_ncols=True) as progress:
+        with EpochProgress(self.train_loader, epoch, self.cfg.train.epochs) as progress:
             for batch in progress:
                 self._train_step(batch)
                 if len(self.step_metrics) >= self.cfg.logger.flush_every:
@@ -147,12 +149,12 @@ class Trainer:
 
     def _log_steps(self, progress) -> None:
         """Read the queued steps back (one transfer), log each one, show the newest in the
-        progress bar, and stop a run whose loss stays non-finite."""
+        progress display, and stop a run whose loss stays non-finite."""
         rows = self.step_metrics.read()
         for row in rows if self.logger is not None else ():
             self.logger.log_step_metrics({f"train/{key}": row[key] for key in STEP_KEYS}, row["step"])
         if rows:
-            progress.set_postfix(loss=f"{rows[-1]['loss']:.4f}", acc=f"{rows[-1]['accuracy']:.3f}", refresh=False)
+            progress.show(loss=f"{rows[-1]['loss']:.4f}", acc=f"{rows[-1]['accuracy']:.3f}")
         self._stop_if_diverged()
 
     def _stop_if_diverged(self, weights_finite=True) -> None:
@@ -213,9 +215,8 @@ class Trainer:
                                        "train/epoch_loss": train["loss"],
                                        "train/epoch_accuracy": train["accuracy"],
                                        "train/skipped_steps": train["skipped_steps"]}, epoch + 1)
-        print(f"epoch {epoch + 1}/{self.cfg.train.epochs}: train loss {train['loss']:.4f} "
-              f"acc {train['accuracy']:.4f} | test loss {test['loss']:.4f} acc {test['accuracy']:.4f} "
-              f"bal.acc {test['balanced_accuracy']:.4f} | {row['train_images_per_second']:.0f} img/s")
+        eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
+        print(epoch_line(row, self.cfg.train.epochs, eta), flush=True)
         is_best = self.best_accuracy is None or test["accuracy"] > self.best_accuracy
         if is_best:
             self.best_accuracy, self.best_epoch = test["accuracy"], epoch + 1

@@ -1,6 +1,7 @@
 """The command-line scripts end to end, as a user runs them, on synthetic KMNIST files."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -205,3 +206,17 @@ def test_ctrl_c_before_the_first_checkpoint_does_not_advise_resuming(kmnist_root
     assert not (tmp_path / "mlp_base" / "last.pt").exists()
     assert "interrupted by SIGINT: no checkpoint was written yet" in stderr
     assert "--resume" not in stderr
+
+
+def test_output_to_a_file_has_no_progress_bar_frames_and_one_line_per_epoch(kmnist_root, tmp_path):
+    result = run_script("train.py", "--cfg", "mlp", *common_args(kmnist_root, tmp_path), "logger.backend='none'",
+                        "train.epochs=3")
+    assert result.returncode == 0, result.stderr
+    assert "\r" not in result.stdout + result.stderr and "it/s" not in result.stderr
+    lines = result.stdout.splitlines()
+    epochs = [line for line in lines if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all(re.search(r"\| [\d.]+s, ETA [\d.]+s$", line) for line in epochs), epochs
+    assert epochs[-1].endswith("ETA 0.0s")
+    for start in ("Device: cpu, precision fp32", "Data loader: ", "Threads: ", "MLP: 159,010 trainable parameters"):
+        assert sum(line.startswith(start) for line in lines) == 1, (start, lines)

@@ -362,3 +362,18 @@ def test_secrets_never_reach_config_json_or_the_checkpoints(tmp_path, monkeypatc
         assert config["logger"]["neptune_api_token"] == "<hidden>" and config["data"]["mirror_secret"] is None
         assert config["logger"]["tracking_uri"] == "https://ann:<hidden>@mlflow.example.com/"
     assert cfg.logger.neptune_api_token == "tok-123456"  # the running config keeps them
+
+
+def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path, capsys, monkeypatch):
+    import executors.progress
+    from executors.progress import EpochProgress
+    batches = list(range(13))
+    progress = EpochProgress(batches, 0, 2, interactive=False)
+    assert list(progress) == batches and capsys.readouterr().out == ""  # a quick epoch prints nothing
+    monkeypatch.setattr(executors.progress, "PLAIN_AFTER_SECONDS", 0.0)
+    progress = EpochProgress(batches, 1, 2, interactive=False)
+    for step, _ in enumerate(progress):
+        progress.show(loss=f"{1 / (step + 1):.4f}")
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" steps")[0] for line in lines] == ["  epoch 2/2: 4/13", "  epoch 2/2: 7/13", "  epoch 2/2: 10/13"]
+    assert lines[0].endswith("loss 0.2500")  # the values of the 4th step
