@@ -14,7 +14,7 @@ from utils.config import load_config  # noqa: E402
 
 def main():
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--cfg", required=True, help="config name: configs/NAME_cfg.py (or a .py path)")
+    parser.add_config()
     parser.add_argument("--steps", type=int, help="most optimisation steps (default: train.overfit_batch_steps)")
     parser.add_overrides()
     args = parser.parse_args()

@@ -12,14 +12,16 @@ from utils.config import load_config  # noqa: E402
 
 def main():
     parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--cfg", required=True, help="config name: configs/NAME_cfg.py (or a .py path)")
+    parser.add_config()
     parser.add_argument("--resume", metavar="auto|PATH",
-                        help="continue a run: 'auto' for this experiment's newest last.pt, or a checkpoint")
+                        help="continue a run in its own directory: 'auto' for this experiment's newest run "
+                             "(<exp_dir>/<exp_name>[_N]/last.pt), or a checkpoint file or run directory; "
+                             "--set train.epochs=N makes it longer")
     parser.add_overrides()
     args = parser.parse_args()
     summary = train_experiment(load_config(args.cfg, args.set), resume=args.resume)
     if summary is not None:  # None: a torchrun process other than rank 0
-            print(f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}; "
+        print(f"best test accuracy {summary['best_test_accuracy']:.4f} at epoch {summary['best_epoch']}; "
               f"final {summary['final_test_accuracy']:.4f}")
 
 

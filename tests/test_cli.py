@@ -220,3 +220,17 @@ def test_output_to_a_file_has_no_progress_bar_frames_and_one_line_per_epoch(kmni
     assert epochs[-1].endswith("ETA 0.0s")
     for start in ("Device: cpu, precision fp32", "Data loader: ", "Threads: ", "MLP: 159,010 trainable parameters"):
         assert sum(line.startswith(start) for line in lines) == 1, (start, lines)
+
+
+@pytest.mark.parametrize("script", ["train.py", "overfit_batch.py"])
+def test_help_lists_the_configs_and_describes_every_option(script):
+    from utils.config import available_configs
+    result = run_script(script, "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert all(name in text for name in available_configs()) and "exit status: 0 success" in text
+    options = re.findall(r"^  (-[-\w]+(?:, --[\w-]+)?)([^\n]*)\n", result.stdout, flags=re.MULTILINE)
+    assert len(options) >= 3
+    for option, rest in options:  # help beside the option, or on the next line
+        described = rest.strip() or re.search(re.escape(option) + r"[^\n]*\n {10,}\S", result.stdout)
+        assert described, option

@@ -177,3 +177,17 @@ def test_a_warmup_as_long_as_the_run_is_warned_about():
     assert warnings_for(load_config("resnet50_tricks")) == []
     notes = warnings_for(load_config("resnet50_tricks", ["train.epochs=2"]))
     assert len(notes) == 1 and "train.warmup_epochs=5.0" in notes[0] and "train.epochs=2" in notes[0]
+
+
+@pytest.mark.parametrize("unknown, meant", [
+    ("lr", "train.lr"), ("learning_rate", "train.lr"), ("train.learning_rate", "train.lr"), ("model.lr", "train.lr"),
+    ("train.lrr", "train.lr"), ("trian.lr", "train.lr"), ("epochs", "train.epochs"), ("num_epochs", "train.epochs"),
+    ("train.wd", "train.weight_decay"), ("bs", "train.batch_size"), ("data.workers", "data.num_workers"),
+    ("num_workers", "data.num_workers"), ("warmup", "train.warmup_epochs"), ("output_dir", "exp_dir"),
+    ("train.label_smothing", "train.label_smoothing"), ("data.data_dir", "data.root"), ("fp16", "train.amp"),
+])
+def test_unknown_keys_suggest_the_key_meant(unknown, meant):
+    with pytest.raises(ConfigError) as error:
+        load_config("resnet50_tricks", [f"{unknown}=1"])
+    suggestions = str(error.value).split("Did you mean: ")[1].rstrip("?").split(", ")
+    assert suggestions[0] == meant

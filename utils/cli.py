@@ -10,15 +10,33 @@ import argparse
 import signal
 import sys
 
+from utils.config import available_configs
 from utils.errors import Interrupted, TrainingError, UserError, os_reason
 
 
+EXIT_STATUSES = """exit status: 0 success; 1 training failed or the target was not reached;
+2 bad usage, config, data, checkpoint or path; 130/143 interrupted (SIGINT/SIGTERM)"""
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with the common --set option; usage errors exit with status 2."""
+    """argparse with the common --cfg and --set options and the exit statuses in --help;
+    usage errors exit with status 2."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("epilog", EXIT_STATUSES)
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(**kwargs)
+
+    def add_config(self):
+        self.add_argument("--cfg", required=True, metavar="NAME",
+                          help=f"experiment config: configs/NAME_cfg.py, one of {', '.join(available_configs())}; "
+                               f"or the path of a .py file that defines cfg")
 
     def add_overrides(self):
         self.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                          help="override config keys, e.g. --set train.lr=0.05 data.root=/data/kmnist")
+                          help="override config keys (dotted, e.g. train.lr=0.05 data.root=/data/kmnist "
+                               "data.md5=None); values are Python literals, else strings; an unknown key or a "
+                               "value of the wrong type or range stops with exit status 2 before any work")
 
 
 def _raise_interrupted(signal_number, frame):

@@ -7,6 +7,7 @@ strings. Unknown keys, values of the wrong type and values outside their range
 """
 import ast
 import copy
+import difflib
 import importlib.util
 import re
 from pathlib import Path
@@ -69,6 +70,48 @@ def dotted_keys(tree, prefix=""):
     return keys
 
 
+# Names other libraries use for a key of ours (last dotted component), for "did you mean".
+SYNONYMS = {
+    "lr": ("learning_rate", "learningrate", "lr_rate", "base_lr", "eta", "step_size"),
+    "epochs": ("epoch", "n_epochs", "num_epochs", "max_epochs", "nepochs", "epoch_count"),
+    "batch_size": ("bs", "batch", "batchsize", "mini_batch_size", "train_batch_size"),
+    "weight_decay": ("wd", "decay", "l2", "weightdecay", "l2_reg"),
+    "num_workers": ("workers", "n_workers", "num_worker", "nworkers", "dataloader_workers"),
+    "optimizer": ("optim", "opt", "optimiser", "solver"),
+    "scheduler": ("sched", "lr_scheduler", "schedule", "lr_schedule", "lr_policy"),
+    "warmup_epochs": ("warmup", "warm_up", "warmup_steps", "warmup_iters", "n_warmup"),
+    "label_smoothing": ("smoothing", "label_smooth", "ls", "smooth"),
+    "amp": ("mixed_precision", "precision", "fp16", "bf16", "autocast", "half"),
+    "grad_clip_norm": ("clip", "grad_clip", "clip_grad_norm", "max_grad_norm", "clip_norm", "gradient_clipping"),
+    "root": ("data_dir", "data_root", "dataset_dir", "path", "data_path", "dataset_root"),
+    "exp_dir": ("output_dir", "out_dir", "log_dir", "save_dir", "runs_dir", "outdir", "logdir", "run_dir"),
+    "exp_name": ("run_name", "experiment_name", "name"),
+    "model_name": ("model", "arch", "architecture", "network", "net"),
+    "device": ("gpu", "cuda", "accelerator"),
+    "seed": ("random_seed", "rng_seed", "manual_seed"),
+    "threads": ("num_threads", "n_threads", "torch_threads"),
+    "backend": ("tracker", "logger", "logging"),
+    "val_fraction": ("val_split", "validation_split", "val_ratio", "holdout", "val_size", "valid_fraction"),
+    "no_bias_decay": ("bias_decay", "nobiasdecay"),
+    "compile": ("torch_compile", "jit"),
+}
+
+
+def similar_keys(key: str, keys, n: int = 3) -> list:
+    """Up to `n` dotted `keys` the user may have meant by the unknown `key`: those whose last
+    component is `key`'s last component or a known synonym of it (learning_rate -> lr) or
+    spelled closely; failing those, keys spelled closely to the whole of `key`."""
+    last = key.rsplit(".", 1)[-1].lower()
+    by_last = {}
+    for candidate in keys:
+        by_last.setdefault(candidate.rsplit(".", 1)[-1].lower(), []).append(candidate)
+    meant = [name for name, aliases in SYNONYMS.items() if last == name or last in aliases]
+    meant += difflib.get_close_matches(last, list(by_last), n=n, cutoff=0.75)
+    found = [candidate for name in meant for candidate in by_last.get(name, [])]
+    found = found or difflib.get_close_matches(key, list(keys), n=n, cutoff=0.6)
+    return list(dict.fromkeys(found))[:n]
+
+
 def _find_parent(cfg, dotted_key):
     """Return (parent dict, key) for `dotted_key`; keys may themselves contain dots."""
     node, rest = cfg, dotted_key
@@ -114,7 +157,8 @@ def apply_overrides(cfg, overrides):
             raise ConfigError(f"Override '{item}' is not of the form KEY=VALUE (e.g. train.lr=0.05).")
         parent, leaf = _find_parent(cfg, key)
         if parent is None:
-            hint = did_you_mean(key, dotted_keys(cfg))
+            close = similar_keys(key, dotted_keys(cfg))
+            hint = f" Did you mean: {', '.join(close)}?" if close else ""
             raise ConfigError(f"Unknown config key '{key}'.{hint}")
         parent[leaf] = _check_type(key, parent[leaf], parse_value(text.strip()))
 
