@@ -12,7 +12,7 @@ from PIL import Image
 
 from tests.synthetic_kmnist import write_kmnist_idx
 from utils.cli import run
-from utils.errors import TrainingError
+from utils.errors import DataError, TrainingError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -234,3 +234,36 @@ def test_help_lists_the_configs_and_describes_every_option(script):
     for option, rest in options:  # help beside the option, or on the next line
         described = rest.strip() or re.search(re.escape(option) + r"[^\n]*\n {10,}\S", result.stdout)
         assert described, option
+
+
+class FailingDataset:
+    """Items raise what a dataset raises on a bad file."""
+
+    def __init__(self, error):
+        self.error = error
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        raise self.error
+
+
+@pytest.mark.parametrize("error, expected", [
+    (DataError("/data/pets/images/Abyssinian_1.jpg cannot be decoded (truncated): delete it and download again."),
+     "error: /data/pets/images/Abyssinian_1.jpg cannot be decoded (truncated): delete it and download again.\n"),
+    (FileNotFoundError(2, "No such file or directory", "/data/pets/images/x.jpg"),
+     "error: cannot use /data/pets/images/x.jpg: no such file or directory (ENOENT).\n"),
+    (PermissionError(13, "Permission denied", "/data/pets/images/y.jpg"),
+     "error: cannot use /data/pets/images/y.jpg: permission denied (EACCES).\n"),
+    (TrainingError("the loss became NaN at step 3"), "error: the loss became NaN at step 3\n"),
+])
+def test_an_error_in_a_dataloader_worker_shows_the_workers_message(capsys, error, expected):
+    import torch.utils.data
+
+    def read_everything():
+        list(torch.utils.data.DataLoader(FailingDataset(error), num_workers=1))
+    with pytest.raises(SystemExit) as exit_:
+        run(read_everything)
+    assert capsys.readouterr().err == expected
+    assert exit_.value.code == (1 if isinstance(error, TrainingError) else 2)

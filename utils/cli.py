@@ -7,6 +7,7 @@ full disk), reported as one paragraph without a traceback;
 130 (SIGINT, Ctrl-C) or 143 (SIGTERM): interrupted, with a note on what was saved.
 """
 import argparse
+import re
 import signal
 import sys
 
@@ -39,25 +40,53 @@ class ArgumentParser(argparse.ArgumentParser):
                                "value of the wrong type or range stops with exit status 2 before any work")
 
 
+_WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process \d+\.\nOriginal Traceback")
+_OS_ERROR_TEXT = re.compile(r"\[Errno (\d+)\] ([^:]+)(?:: '(.*)')?$", re.DOTALL)
+
+
+def original_message(error: BaseException) -> str:
+    """The message of `error`; for an exception a DataLoader worker raised (which torch raises
+    again in the main process with the worker's whole traceback as its message), the worker's
+    own message."""
+    text = str(error)
+    if not _WORKER_ERROR.match(text):
+        return text
+    name = re.escape(type(error).__name__)
+    last = list(re.finditer(rf"^(?:[\w.]+\.)?{name}: ", text, flags=re.MULTILINE))
+    return text[last[-1].end():].strip() if last else text.splitlines()[-1]
+
+
+def os_error_message(error: OSError) -> str:
+    """'cannot use PATH: REASON.' for an OSError, also one raised in a DataLoader worker."""
+    text = original_message(error)
+    parsed = _OS_ERROR_TEXT.match(text) if error.errno is None else None
+    if parsed:
+        error = OSError(int(parsed[1]), parsed[2], parsed[3])
+    elif error.errno is None:
+        return f"{text}."
+    return f"cannot use {error.filename or 'a file'}: {os_reason(error)}."
+
+
 def _raise_interrupted(signal_number, frame):
     raise Interrupted(signal_number)
 
 
 def run(main) -> None:
-    """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback),
+    """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback;
+    an error raised in a DataLoader worker is shown with the worker's message alone),
     SIGINT/SIGTERM -> 130/143 with what was saved. SIGTERM raises Interrupted, so it stops a run
     exactly as Ctrl-C does (the tracker run ends KILLED)."""
     signal.signal(signal.SIGTERM, _raise_interrupted)
     try:
         status = main()
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {original_message(error)}", file=sys.stderr)
         status = 2
     except OSError as error:  # a path the library did not name itself: data files, images, ...
-        print(f"error: cannot use {error.filename or 'a file'}: {os_reason(error)}.", file=sys.stderr)
+        print(f"error: {os_error_message(error)}", file=sys.stderr)
         status = 2
     except TrainingError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {original_message(error)}", file=sys.stderr)
         status = 1
     except KeyboardInterrupt as error:
         number = getattr(error, "signal_number", signal.SIGINT)
