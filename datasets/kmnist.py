@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
 from datasets.download import ensure_files
+from datasets.image_files import PREDICTION_ADVICE, read_image
 from utils.errors import DataError
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -128,11 +129,31 @@ class KMNIST(Dataset):
         return {"split": self.split, "size": len(self), "class_counts": counts, "mean": mean, "std": std}
 
     @classmethod
-    def load_image_for_inference(cls, path: Path) -> Image.Image:
-        """An image file as the model expects it: grey, 28x28 (white strokes on black, like KMNIST)."""
-        try:
-            with Image.open(path) as image:
-                image = image.convert(cls.image_mode)
-        except (OSError, UnidentifiedImageError) as error:
-            raise DataError(f"Cannot read the image {path} ({error}): pass a PNG or JPEG file.") from None
-        return image if image.size == cls.image_size else image.resize(cls.image_size, Image.BILINEAR)
+    def image_for_prediction(cls, path: Path):
+        """(PIL image "L" 28x28, [notes]) of any image file, drawn as KMNIST is: light strokes on a
+        dark background. An image whose border is light (dark ink on paper, as people draw) is
+        inverted, and a note says so; a non-square one is padded to a square with its border's
+        grey before the resize, so the character keeps its proportions."""
+        image, notes = read_image(path, for_prediction=True, advice=PREDICTION_ADVICE)
+        image = image.convert("L")
+        background = border_median(image)
+        if background > 127:
+            notes.append(f"its background is light (border grey {background} of 255), so it was inverted to "
+                         f"light strokes on dark, as KMNIST is drawn")
+            image, background = ImageOps.invert(image), 255 - background
+        if image.width != image.height:
+            side = max(image.size)
+            square = Image.new("L", (side, side), background)
+            square.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
+            image = square
+        return (image if image.size == cls.image_size else image.resize(cls.image_size, Image.BILINEAR)), notes
+
+
+def border_median(image: Image.Image) -> int:
+    """Median grey (0-255) of the outer ring of an "L" image, one KMNIST pixel (1/28 of the
+    shorter side, at least 1 px) wide: the background of a drawn character."""
+    pixels = np.asarray(image)
+    width = max(1, min(pixels.shape) // 28)
+    ring = np.concatenate([pixels[:width].ravel(), pixels[-width:].ravel(),
+                           pixels[:, :width].ravel(), pixels[:, -width:].ravel()])
+    return int(np.median(ring))

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.utils.data import Dataset
 
 from datasets.download import ensure_files, extract_archive_safely
+from datasets.image_files import PREDICTION_ADVICE, read_image
 from utils.errors import DataError
 
 SPLIT_FILES = {"train": "trainval.txt", "test": "test.txt"}
@@ -144,12 +145,9 @@ def check_disjoint(lists: dict, folder: Path) -> None:
 
 def decode_rgb(path: Path) -> Image.Image:
     """Decode by content (the release has a GIF and a PNG with alpha under .jpg names) to RGB."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        raise DataError(f"Cannot decode the image {path} ({error}): replace it with the file from the "
-                        f"official release, or remove its line from the annotation lists.") from None
+    image, _ = read_image(path, advice="Replace it with the file from the official release, or remove its line "
+                                       "from the annotation lists.")
+    return image.convert("RGB")
 
 
 class OxfordIIITPet(Dataset):
@@ -231,5 +229,11 @@ class OxfordIIITPet(Dataset):
 
     @classmethod
     def load_image_for_inference(cls, path: Path) -> Image.Image:
-        """An image file decoded by content and converted to RGB."""
+        """An image file decoded by content and converted to RGB (the training decode)."""
         return decode_rgb(Path(path))
+
+    @classmethod
+    def image_for_prediction(cls, path: Path):
+        """(RGB PIL image, [notes]) of any image file (datasets/image_files.py: any mode, any size)."""
+        image, notes = read_image(path, for_prediction=True, advice=PREDICTION_ADVICE)
+        return image.convert("RGB"), notes

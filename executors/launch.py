@@ -8,11 +8,12 @@ from pathlib import Path
 import torch
 from easydict import EasyDict
 
-from datasets.loaders import build_loader, build_loaders, dataset_class
+from datasets.loaders import build_dataset, build_loaders, dataset_class, make_loader
 from datasets.transforms import build_transforms
 from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
+from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
@@ -97,8 +98,9 @@ def load_trained(checkpoint, overrides=()):
     CUDA a CNN is put in channels_last memory and cuDNN picks its fastest kernels.
     """
     state = load_checkpoint(checkpoint)
-    cfg = EasyDict(state["config"])
+    cfg = EasyDict(copy.deepcopy(state["config"]))
     apply_overrides(cfg, overrides)
+    check_same_task(state["config"], cfg, state["class_names"], checkpoint)
     device = resolve_device(cfg.device)
     configure_backends(device)
     model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
@@ -114,25 +116,35 @@ def evaluate_checkpoint(checkpoint, overrides=()):
     with (train.amp on this device); metrics as evaluate_model."""
     cfg, model, class_names = load_trained(checkpoint, overrides)
     device = next(model.parameters()).device
-    loader = build_loader(cfg, "test")
-    metrics = evaluate_model(model, loader, device, len(class_names), resolve_precision(cfg.train.amp, device),
-                             uses_channels_last(cfg.model_name, device))
+    dataset = build_dataset(cfg.data, "test")
+    check_dataset_classes(dataset, class_names, checkpoint)
+    check_input_fits(model, dataset, device, checkpoint)
+    metrics = evaluate_model(model, make_loader(dataset, cfg, "test"), device, len(class_names),
+                             resolve_precision(cfg.train.amp, device), uses_channels_last(cfg.model_name, device))
     return metrics, class_names
 
 
 def predict_images(checkpoint, image_paths, top_k=3):
-    """For each image path: list of (class name, probability) for the top_k classes, computed
-    in the checkpoint's precision (train.amp on this device), as in training and evaluation."""
+    """For each image path: list of (class name, probability) for the top_k classes (see predict_files)."""
+    return [top for top, _ in predict_files(checkpoint, image_paths, top_k)]
+
+
+def predict_files(checkpoint, image_paths, top_k=3):
+    """For each image path: (list of (class name, probability) for the top_k classes, [notes on how
+    the file was read]), computed in the checkpoint's precision (train.amp on this device), as in
+    training and evaluation. Any image file is accepted (the dataset's image_for_prediction:
+    every PIL mode, huge JPEGs, a KMNIST glyph drawn dark on light); others raise DataError."""
     cfg, model, class_names = load_trained(checkpoint)
     device = next(model.parameters()).device
     precision = resolve_precision(cfg.train.amp, device)
     dataset = dataset_class(cfg.data.name)
     transform = build_transforms(cfg.data.transforms.test, cfg.data.mean, cfg.data.std)
-    batch = torch.stack([transform(dataset.load_image_for_inference(Path(p))) for p in image_paths])
+    images, notes = zip(*(dataset.image_for_prediction(Path(p)) for p in image_paths))
+    batch = torch.stack([transform(image) for image in images])
     memory_format = torch.channels_last if uses_channels_last(cfg.model_name, device) else torch.preserve_format
     with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype,
                                                 enabled=precision.dtype is not None):
         probabilities = torch.softmax(model(batch.to(device, memory_format=memory_format)).float(), dim=1).cpu()
     top = probabilities.topk(min(top_k, len(class_names)), dim=1)
-    return [[(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
-            for values, indices in zip(top.values, top.indices)]
+    return [([(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())], list(image_notes))
+            for values, indices, image_notes in zip(top.values, top.indices, notes)]

@@ -1,5 +1,9 @@
 """Classify images with a trained checkpoint: prints the top-k classes with probabilities.
 
+Any image file is read (every PIL mode, 16-bit, transparency, huge JPEGs at a reduced
+scale); how a file was adapted (e.g. a KMNIST glyph drawn dark on light, inverted) is
+printed as a note on stderr. A file that is not a readable image exits with status 2.
+
 python scripts/predict.py --checkpoint PATH [--top-k K] IMAGE [IMAGE ...]
 """
 import sys
@@ -7,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.launch import predict_images  # noqa: E402
+from executors.launch import predict_files  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 
 
@@ -17,7 +21,11 @@ def main():
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("images", nargs="+", type=Path)
     args = parser.parse_args()
-    for path, top in zip(args.images, predict_images(args.checkpoint, args.images, args.top_k)):
+    if args.top_k < 1:
+        parser.error(f"--top-k must be at least 1, not {args.top_k}")
+    for path, (top, notes) in zip(args.images, predict_files(args.checkpoint, args.images, args.top_k)):
+        for note in notes:
+            print(f"note: {path}: {note}", file=sys.stderr)
         print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
 
 
