@@ -26,6 +26,10 @@ data_cfg = EasyDict(
     # there as uint8 (auto: when the transforms have batched versions and it fits), or per item
     # in DataLoader workers. See datasets/loaders.py.
     loader="auto",
+    # Share of the training split held out for validation (stratified per class, fixed by the
+    # seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment asks.
+    # Test metrics are reported every epoch either way.
+    val_fraction=0.0,
     # Per-channel mean/std of the training images scaled to [0, 1]. None: computed from the
     # training split at start-up (what show_statistic prints) and saved with the run.
     mean=None,

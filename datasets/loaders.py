@@ -4,12 +4,16 @@ chooses between the two loader paths (`data.loader`):
 * `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
 * `device`: the whole split held on the training device as uint8, batches shuffled and
   augmented there (datasets/device_loader.py).
-* `auto`: `device` when every transform of both splits has a batched version, both splits
+* `auto`: `device` when every transform of every split has a batched version, the splits
   together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
   the CPU), and the data is in memory already or the device is a GPU; else `workers`, with a
   one-line note saying why. On the CPU, decoding files into per-item PIL workers measured
   faster than batched crops of the decoded cache (README, "Speed"), hence the last rule.
+
+With `data.val_fraction` > 0 a stratified share of the training split, fixed by the seed,
+becomes a third split, "val", evaluated with the test transforms on either path.
 """
+import copy
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
@@ -26,6 +30,17 @@ from utils.runtime import resolve_device
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
 LOADERS = ("auto", "device", "workers")
 DEVICE_MEMORY_SHARE = 0.25
+TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
+
+
+class Loaders(tuple):
+    """(train_loader, test_loader, class_names), unpacked and indexed as before; `.val` is the
+    validation loader (data.val_fraction > 0) or None."""
+
+    def __new__(cls, train, test, class_names, val=None):
+        loaders = super().__new__(cls, (train, test, class_names))
+        loaders.val = val
+        return loaders
 
 
 def dataset_class(name):
@@ -34,6 +49,49 @@ def dataset_class(name):
         hint = did_you_mean(str(name), DATASETS)
         raise ConfigError(f"Unknown data.name '{name}'; choose one of {', '.join(DATASETS)}.{hint}")
     return DATASETS[name]
+
+
+def holdout_indices(labels, fraction: float, seed: int):
+    """(train indices, validation indices), int64 tensors in increasing order: a stratified
+    hold-out of round(fraction * n_c) items of each class c (at least one item stays in
+    training), drawn by a generator seeded with `seed` alone, so every loader path and process
+    gets the same split. labels: int64 [N]."""
+    generator = torch.Generator().manual_seed(seed)
+    held = []
+    for label in torch.unique(labels).tolist():
+        members = torch.nonzero(labels == label).flatten()
+        count = min(round(fraction * len(members)), len(members) - 1)
+        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
+    val = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return torch.nonzero(keep).flatten(), val
+
+
+def subset(dataset, indices, split):
+    """A copy of `dataset` holding only the items at `indices` (int64 [n]), named `split`. Slices
+    what the datasets here keep per item: `samples` (file lists), `images` and `labels` tensors."""
+    part = copy.copy(dataset)
+    part.split = split
+    if isinstance(getattr(dataset, "samples", None), list):
+        part.samples = [dataset.samples[i] for i in indices.tolist()]
+    for name in ("images", "labels"):
+        if isinstance(vars(dataset).get(name), torch.Tensor):
+            setattr(part, name, vars(dataset)[name][indices])
+    return part
+
+
+def split_datasets(cfg):
+    """{"train", ["val",] "test"} datasets of cfg.data without transforms; "val" holds out
+    data.val_fraction of the training split (holdout_indices, from cfg.seed)."""
+    data_cfg = cfg.data
+    datasets = {split: dataset_class(data_cfg.name)(data_cfg, split) for split in ("train", "test")}
+    fraction = data_cfg.get("val_fraction") or 0.0
+    if fraction > 0:
+        train_indices, val_indices = holdout_indices(datasets["train"].labels, fraction, cfg.seed)
+        datasets["val"] = subset(datasets["train"], val_indices, "val")
+        datasets["train"] = subset(datasets["train"], train_indices, "train")
+    return datasets
 
 
 def build_dataset(data_cfg, split):
@@ -99,7 +157,7 @@ def _batched_plans(data_cfg, datasets):
     """{split: (prefix specs, BatchedCompose)}; raises NotBatchable naming what cannot be batched."""
     plans = {}
     for split, dataset in datasets.items():
-        prefix, rest = split_prefix(data_cfg.transforms[split])
+        prefix, rest = split_prefix(data_cfg.transforms[TRANSFORMS_OF[split]])
         plans[split] = prefix, build_batched_transforms(rest, data_cfg.mean, data_cfg.std)
         problem = _device_problem(dataset, *plans[split])
         if problem:
@@ -142,15 +200,17 @@ def _device_loaders(cfg, datasets, plans, device, rank, world_size):
     return loaders
 
 
-def build_loaders(cfg, rank=0, world_size=1):
-    """(train_loader, test_loader, class_names), on the path data.loader chooses, for process
-    `rank` of `world_size` (each gets its share of every global batch of cfg.train.batch_size).
+def build_loaders(cfg, rank=0, world_size=1) -> Loaders:
+    """Loaders (train_loader, test_loader, class_names; `.val` the validation loader or None),
+    on the path data.loader chooses, for process `rank` of `world_size` (each gets its share of
+    every global batch of cfg.train.batch_size). With data.val_fraction > 0 the validation
+    images are held out of the training split (split_datasets) and transformed as test images.
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
     """
     data_cfg = cfg.data
-    datasets = {split: dataset_class(data_cfg.name)(data_cfg, split) for split in ("train", "test")}
+    datasets = split_datasets(cfg)
     if data_cfg.mean is None or data_cfg.std is None:
         mean, std = datasets["train"].pixel_statistics()
         data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
@@ -162,8 +222,12 @@ def build_loaders(cfg, rank=0, world_size=1):
         print(f"Data loader: device, batches built on {device} ({reason})")
     else:
         for split, dataset in datasets.items():
-            dataset.transforms = build_transforms(data_cfg.transforms[split], data_cfg.mean, data_cfg.std)
+            dataset.transforms = build_transforms(data_cfg.transforms[TRANSFORMS_OF[split]], data_cfg.mean,
+                                                  data_cfg.std)
         loaders = {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size)
                    for split, dataset in datasets.items()}
         print(f"Data loader: workers, {data_cfg.num_workers} worker processes ({reason})")
-    return loaders["train"], loaders["test"], list(datasets["train"].classes)
+    if "val" in loaders:
+        print(f"Validation: {len(datasets['val'])} training images held out (data.val_fraction="
+              f"{data_cfg.val_fraction}); best.pt is chosen on them")
+    return Loaders(loaders["train"], loaders["test"], list(datasets["train"].classes), loaders.get("val"))

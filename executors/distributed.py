@@ -105,10 +105,10 @@ def follow(trainer) -> None:
     remaining = range(trainer.epochs_completed, trainer.cfg.train.epochs)
     for epoch in remaining:
         trainer.train_epoch(epoch)
-        trainer.evaluate()
+        trainer.evaluate_epoch()
         trainer.epochs_completed = epoch + 1
     if not remaining:
-        trainer.evaluate()  # fit's final evaluation when no epoch was left to train
+        trainer.evaluate_epoch()  # fit's final evaluations when no epoch was left to train
 
 
 @contextlib.contextmanager

@@ -45,7 +45,7 @@ def prepare_trainer(cfg, processes=Processes()) -> Trainer:
     CPU also the thread count (cfg.threads, or measured), printed."""
     with main_process_first(processes):
         loaders = build_loaders(cfg, processes.rank, processes.world_size)
-    trainer = Trainer(cfg, *loaders)
+    trainer = Trainer(cfg, *loaders, val_loader=loaders.val)
     if trainer.device.type == "cpu":
         print(configure_threads(cfg.get("threads"), _step_probe(trainer)))
     return trainer

@@ -3,8 +3,10 @@
 The Trainer receives its loaders (any iterable of {"image": [B, C, H, W], "label": [B]}
 batches with a len()), builds the model, optimizer and lr schedule from the config, and
 writes into one run directory: config.json, metrics.csv, summary.json, best.pt, last.pt and
-the confusion-matrix images. Interrupting a run and resuming it from last.pt ends with the
-same weights as an uninterrupted run on the CPU.
+the confusion-matrix images. best.pt is chosen on a validation loader when one is given
+(data.val_fraction), else on the test loader, which is evaluated every epoch either way.
+Interrupting a run and resuming it from last.pt ends with the same weights as an
+uninterrupted run on the CPU.
 
 On a GPU a training step never waits for the device: per-step metrics stay there and are
 read back in groups (executors/step_metrics.py); CNNs run in channels_last memory, cuDNN
@@ -17,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from datasets.preview import augmentation_preview
 from executors.atomic_files import write_text_atomic
 from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
 from executors.compiled import TrainingForward
@@ -25,30 +26,33 @@ from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_dir import BEST, LAST
-from executors.run_files import epoch_row, metrics_csv, run_summary
+from executors.run_figures import save_augmentation_preview, save_confusion
+from executors.run_files import epoch_row, metrics_csv, run_summary, tracker_metrics
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
+from utils.errors import ConfigError
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
                            set_rng_state, uses_channels_last)
-from utils.visualization import plot_confusion_matrix, show_batch
 
 
 class Trainer:
-    """Trains `cfg.model_name` on `train_loader`, evaluates on `test_loader` every epoch.
+    """Trains `cfg.model_name` on `train_loader`, evaluates on `test_loader` (and `val_loader`)
+    every epoch; best.pt is the epoch of highest validation accuracy when there is a
+    validation loader, else of highest test accuracy.
 
     Args:
         cfg: the resolved config (EasyDict); see configs/mlp_cfg.py for the keys.
-        train_loader, test_loader: iterables of batches {"image": float [B, C, H, W],
-            "label": int64 [B]} with len() = batches per epoch.
+        train_loader, test_loader, val_loader: iterables of batches {"image": float [B, C, H, W],
+            "label": int64 [B]} with len() = batches per epoch; val_loader may be None.
         class_names: list of the dataset's class names (index = label).
     """
 
-    def __init__(self, cfg, train_loader, test_loader, class_names):
+    def __init__(self, cfg, train_loader, test_loader, class_names, val_loader=None):
         seed_everything(cfg.seed)
         self.cfg = cfg
-        self.train_loader, self.test_loader = train_loader, test_loader
+        self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
         self.class_names = list(class_names)
         self.run_dir = None
         self.device = resolve_device(cfg.device)
@@ -168,6 +172,10 @@ class Trainer:
         return evaluate_model(self.model, loader or self.test_loader, self.device,
                               len(self.class_names), self.precision, self.channels_last, self.reduce)
 
+    def evaluate_epoch(self):
+        """(test metrics, validation metrics or None): the evaluations that end every epoch."""
+        return self.evaluate(), self.evaluate(self.val_loader) if self.val_loader is not None else None
+
     # ----------------------------------------------------------------- fit
     def fit(self, run_dir) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
@@ -183,21 +191,21 @@ class Trainer:
             logger.log_hyperparameters({**to_plain(cfg), "trainable_parameters": self.trainable_parameters,
                                         "device": str(self.device), "precision": self.precision.name})
             if self.epochs_completed == 0:
-                self._save_augmentation_preview()
-                self._save_confusion(self.evaluate()["confusion"], "confusion_matrix_start.png",
-                                     "Test set before training")
-            test = None
+                save_augmentation_preview(logger, self.train_loader, self.class_names, cfg.data)
+                save_confusion(logger, self.evaluate()["confusion"], self.class_names, "confusion_matrix_start.png",
+                               "Test set before training")
+            evaluations = None
             for epoch in range(self.epochs_completed, cfg.train.epochs):
                 lr = self.optimizer.param_groups[0]["lr"]
                 train = self.train_epoch(epoch)
-                test = self.evaluate()
-                self._end_epoch(epoch, lr, train, test, time.perf_counter() - run_started)
+                evaluations = self.evaluate_epoch()
+                self._end_epoch(epoch, lr, train, *evaluations, time.perf_counter() - run_started)
                 run_started = time.perf_counter()
-            final = test or self.evaluate()
-            self._save_confusion(final["confusion"], "confusion_matrix_end.png",
-                                 f"Test set after {self.epochs_completed} epochs")
-            summary = run_summary(cfg, self.history, final, self.best_epoch, self.best_accuracy,
-                                  self.trainable_parameters, self.device)
+            final, final_val = evaluations or self.evaluate_epoch()
+            save_confusion(logger, final["confusion"], self.class_names, "confusion_matrix_end.png",
+                           f"Test set after {self.epochs_completed} epochs")
+            summary = run_summary(cfg, self.history, final, self.best_epoch, self.trainable_parameters,
+                                  self.device, final_val)
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             logger.log_summary(summary)
             for name in ("config.json", "summary.json", "metrics.csv"):
@@ -205,41 +213,26 @@ class Trainer:
         self.logger = None
         return summary
 
-    def _end_epoch(self, epoch, lr, train, test, wall_seconds):
-        """Log the epoch, update history and metrics.csv, save best.pt (when best) and last.pt."""
-        row = epoch_row(epoch, lr, train, test, wall_seconds)
+    def _end_epoch(self, epoch, lr, train, test, val, wall_seconds):
+        """Log the epoch, update history and metrics.csv, save best.pt (when best: on validation
+        accuracy if there is a validation split, else on test accuracy) and last.pt."""
+        row = epoch_row(epoch, lr, train, test, wall_seconds, val)
         self.history.append(row)
         self.epochs_completed = epoch + 1
-        self.logger.log_epoch_metrics({"test/loss": test["loss"], "test/accuracy": test["accuracy"],
-                                       "test/balanced_accuracy": test["balanced_accuracy"],
-                                       "train/epoch_loss": train["loss"],
-                                       "train/epoch_accuracy": train["accuracy"],
-                                       "train/skipped_steps": train["skipped_steps"]}, epoch + 1)
+        self.logger.log_epoch_metrics(tracker_metrics(row), epoch + 1)
         eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
         print(epoch_line(row, self.cfg.train.epochs, eta), flush=True)
-        is_best = self.best_accuracy is None or test["accuracy"] > self.best_accuracy
+        chosen = (val or test)["accuracy"]
+        is_best = self.best_accuracy is None or chosen > self.best_accuracy
         if is_best:
-            self.best_accuracy, self.best_epoch = test["accuracy"], epoch + 1
+            self.best_accuracy, self.best_epoch = chosen, epoch + 1
         if self.cfg.train.confusion_matrix_every_epoch:
-            self._save_confusion(test["confusion"], f"confusion_matrices/epoch_{epoch + 1:03d}.png",
-                                 f"Test set after epoch {epoch + 1}")
+            save_confusion(self.logger, test["confusion"], self.class_names,
+                           f"confusion_matrices/epoch_{epoch + 1:03d}.png", f"Test set after epoch {epoch + 1}")
         if is_best:  # before last.pt records it: a crash in between must not leave a best epoch without best.pt
             self.save_model(self.run_dir / BEST)
         self.save_model(self.run_dir / LAST)
         write_text_atomic(self.run_dir / "metrics.csv", metrics_csv(self.history))
-
-    def _save_augmentation_preview(self):
-        """Log the same training images before and after augmentation, when the loader can show them."""
-        preview = augmentation_preview(self.train_loader)
-        if preview is None:
-            return
-        originals, augmented, labels = preview
-        figure = show_batch(originals, augmented, labels, self.class_names, self.cfg.data.mean, self.cfg.data.std)
-        self.logger.save_plot(figure, "batch_augmentation.png")
-
-    def _save_confusion(self, confusion, name, title):
-        figure = plot_confusion_matrix(confusion, self.class_names, title=title)
-        self.logger.save_plot(figure, name)
 
     # ----------------------------------------------------------------- checkpoints
     def save_model(self, path) -> None:
@@ -264,6 +257,10 @@ class Trainer:
     def load_model(self, path) -> None:
         """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint."""
         state = load_checkpoint(path, self.cfg.model_name)
+        held_out = state["config"]["data"].get("val_fraction") or 0.0
+        if held_out != (self.cfg.data.get("val_fraction") or 0.0):
+            raise ConfigError(f"{path} was trained with data.val_fraction={held_out}: resume with the same "
+                              f"value, since it decides which images are trained on and how best.pt is chosen.")
         load_model_weights(self.model, state, path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])

@@ -124,6 +124,8 @@ def test_unknown_layer_and_init_names_are_config_errors():
     ("exp_name='../elsewhere'", "exp_name='../elsewhere'", "names the run directory"),
     ("exp_name=''", "exp_name=''", "names the run directory"),
     ("data.loader='gpu'", "data.loader='gpu'", "one of auto, device, workers"),
+    ("data.val_fraction=1.0", "data.val_fraction=1.0", "[0, 1)"),
+    ("data.val_fraction=-0.2", "data.val_fraction=-0.2", "[0, 1)"),
     ("logger.backend='mlfow'", "logger.backend='mlfow'", "Did you mean: mlflow"),
     ("logger.neptune_mode='online'", "logger.neptune_mode='online'", "offline, debug, async, sync, or None"),
     ("model_name='ResNet18'", "model_name='ResNet18'", "MLP, VGG16, ResNet50"),
@@ -185,6 +187,7 @@ def test_a_warmup_as_long_as_the_run_is_warned_about():
     ("train.wd", "train.weight_decay"), ("bs", "train.batch_size"), ("data.workers", "data.num_workers"),
     ("num_workers", "data.num_workers"), ("warmup", "train.warmup_epochs"), ("output_dir", "exp_dir"),
     ("train.label_smothing", "train.label_smoothing"), ("data.data_dir", "data.root"), ("fp16", "train.amp"),
+    ("data.val_split", "data.val_fraction"), ("validation_split", "data.val_fraction"),
 ])
 def test_unknown_keys_suggest_the_key_meant(unknown, meant):
     with pytest.raises(ConfigError) as error:

@@ -19,6 +19,10 @@ from utils.errors import CheckpointError, TrainingError
 SUMMARY_KEYS = {"exp_name", "model_name", "dataset", "epochs_completed", "best_epoch", "best_test_accuracy",
                 "final_test_accuracy", "final_test_balanced_accuracy", "final_test_loss",
                 "trainable_parameters", "train_images_per_second", "wall_time_seconds", "device"}
+VAL_SUMMARY_KEYS = {"selected_on", "best_val_accuracy", "final_val_accuracy", "final_val_balanced_accuracy",
+                    "final_val_loss"}
+METRIC_COLUMNS_BEFORE_VAL = ["epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                             "test_balanced_accuracy", "epoch_seconds", "train_images_per_second", "skipped_steps"]
 
 
 def mlp_cfg(tmp_path, *overrides):
@@ -38,7 +42,8 @@ def test_short_run_learns_and_writes_the_run_directory(tmp_path):
     run_dir.mkdir()
     summary = trainer.fit(run_dir)
     assert summary["final_test_accuracy"] > 0.9
-    assert set(summary) == SUMMARY_KEYS
+    assert set(summary) == SUMMARY_KEYS | VAL_SUMMARY_KEYS
+    assert summary["selected_on"] == "test" and summary["best_val_accuracy"] is None
     assert summary["trainable_parameters"] == 159_010 and summary["epochs_completed"] == 3
     assert json.loads((run_dir / "summary.json").read_text()) == summary
     assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 3
@@ -134,14 +139,16 @@ def test_label_smoothing_matches_the_formula(tmp_path):
     assert expected.item() != pytest.approx(torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-3)
 
 
-def test_metrics_csv_ends_with_skipped_steps_and_reads_older_histories(tmp_path):
+def test_metrics_csv_columns_grow_at_the_end_only_and_older_histories_are_read(tmp_path):
     trainer = make_trainer(mlp_cfg(tmp_path, "train.epochs=1"))
     (tmp_path / "run").mkdir()
     trainer.fit(tmp_path / "run")
     rows = list(csv.DictReader((tmp_path / "run" / "metrics.csv").open()))
-    assert list(rows[0])[-1] == "skipped_steps" and rows[0]["skipped_steps"] == "0"
-    older = {key: value for key, value in trainer.history[0].items() if key != "skipped_steps"}
-    assert metrics_csv([older]).splitlines()[1].endswith(",")  # a run resumed from an older checkpoint
+    assert list(rows[0]) == METRIC_COLUMNS_BEFORE_VAL + ["val_loss", "val_accuracy", "val_balanced_accuracy"]
+    assert rows[0]["skipped_steps"] == "0" and rows[0]["val_accuracy"] == ""  # no validation split
+    older = {key: value for key, value in trainer.history[0].items()
+             if key in METRIC_COLUMNS_BEFORE_VAL[:-1]}  # a run resumed from an older checkpoint
+    assert metrics_csv([older]).splitlines()[1].endswith(",,,,")
 
 
 class EpochLoader:
