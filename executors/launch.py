@@ -18,7 +18,7 @@ from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model
-from utils.config import apply_overrides
+from utils.config import apply_overrides, make_paths_absolute
 from utils.errors import Interrupted
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
 from utils.threads import configure_threads
@@ -62,6 +62,7 @@ def train_experiment(cfg, resume=None):
     every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
     check_values(cfg)
+    make_paths_absolute(cfg)
     check_logger_config(cfg.logger)
     for note in warnings_for(cfg):
         print(f"warning: {note}", file=sys.stderr)

@@ -194,3 +194,15 @@ def test_unknown_keys_suggest_the_key_meant(unknown, meant):
         load_config("resnet50_tricks", [f"{unknown}=1"])
     suggestions = str(error.value).split("Did you mean: ")[1].rstrip("?").split(", ")
     assert suggestions[0] == meant
+
+
+def test_paths_are_made_absolute_so_the_saved_config_works_from_anywhere(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    cfg = load_config("resnet50", ["data.root='pets'", "exp_dir='runs'", "data.cache_dir='~/cache'",
+                                   "logger.tracking_uri='sqlite:///store/mlflow.db'"])
+    assert cfg.data.root == str(tmp_path / "pets") and cfg.exp_dir == str(tmp_path / "runs")
+    assert cfg.data.cache_dir == str(tmp_path / "home" / "cache")
+    assert cfg.logger.tracking_uri == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    absolute = load_config("resnet50", ["logger.tracking_uri='sqlite:////abs/mlflow.db'"])
+    assert absolute.logger.tracking_uri == "sqlite:////abs/mlflow.db" and absolute.data.cache_dir is None

@@ -9,6 +9,7 @@ import ast
 import copy
 import difflib
 import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -27,8 +28,8 @@ def available_configs():
 
 
 def load_config(name, overrides=()):
-    """Return a deep copy of `configs/<name>_cfg.py:cfg` with `overrides` applied and every
-    value checked (utils.validation.check_values).
+    """Return a deep copy of `configs/<name>_cfg.py:cfg` with `overrides` applied, every
+    value checked (utils.validation.check_values) and its paths made absolute.
 
     `name` may also be the path of a `.py` file that defines `cfg`.
     """
@@ -48,7 +49,25 @@ def load_config(name, overrides=()):
     cfg = EasyDict(copy.deepcopy(module.cfg))
     apply_overrides(cfg, overrides)
     check_values(cfg)
+    make_paths_absolute(cfg)
     return cfg
+
+
+PATH_KEYS = ("exp_dir", "data.root", "data.cache_dir")
+_SQLITE = "sqlite:///"
+
+
+def make_paths_absolute(cfg) -> None:
+    """Resolve the config's paths (PATH_KEYS, `~` expanded, and a relative sqlite:/// tracking
+    URI) against the working directory, in place: the saved config then works from anywhere
+    (evaluate.py started in another folder)."""
+    for key in PATH_KEYS:
+        parent, leaf = _find_parent(cfg, key)
+        if parent is not None and isinstance(parent[leaf], str) and parent[leaf]:
+            parent[leaf] = os.path.abspath(os.path.expanduser(parent[leaf]))
+    uri = cfg.get("logger", {}).get("tracking_uri")
+    if isinstance(uri, str) and uri.startswith(_SQLITE) and not uri.startswith(_SQLITE + "/"):
+        cfg.logger.tracking_uri = _SQLITE + os.path.abspath(os.path.expanduser(uri[len(_SQLITE):]))
 
 
 def parse_value(text):
