@@ -4,37 +4,56 @@ Figures are made with matplotlib's object API (matplotlib.figure.Figure), not py
 no global figure registry grows across epochs and no display backend is needed; the Logger
 saves them and then closes them.
 """
+import matplotlib
 import numpy as np
 import torch
 from matplotlib.figure import Figure
 
 
 def plot_confusion_matrix(confusion, class_names, title="Confusion matrix") -> Figure:
-    """Heat map of counts [C, C] (rows: true class, columns: predicted), each cell labelled.
+    """Heat map of a confusion matrix of counts [C, C] (rows: true class, columns: predicted).
 
-    Size and fonts scale with C so 10 and 37 classes stay readable.
+    Cells are coloured by the share of their row (row-normalised: the diagonal is each class's
+    recall), so classes with few images read like those with many; counts are printed only in
+    non-zero cells, and rows of classes without images are grey. Each row's label carries its
+    number of images, the title the accuracy and balanced accuracy. The figure's side grows
+    with C (0.32 in per class, at least 6 in) and its fonts shrink, so 10 and 37 classes
+    both stay readable.
     """
-    counts = np.asarray(confusion.cpu() if isinstance(confusion, torch.Tensor) else confusion)
+    counts = np.asarray(confusion.cpu() if isinstance(confusion, torch.Tensor) else confusion, dtype=np.int64)
     num_classes = len(class_names)
+    support = counts.sum(axis=1)
+    shares = np.ma.masked_invalid(counts / np.where(support > 0, support, np.nan)[:, None])
+    many = num_classes > 12
     side = max(6.0, 0.32 * num_classes + 3.0)
-    cell_font = 10 if num_classes <= 12 else 6
-    figure = Figure(figsize=(side + 1.5, side), layout="constrained")
+    label_width = 0.075 * max((len(f"{name} ({n})") for name, n in zip(class_names, support)), default=0)
+    figure = Figure(figsize=(side + label_width + 1.5, side + label_width), layout="constrained")
     axes = figure.add_subplot()
-    image = axes.imshow(counts, cmap="Blues", interpolation="nearest")
-    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="images")
+    colours = matplotlib.colormaps["Blues"].with_extremes(bad="0.85")
+    image = axes.imshow(shares, cmap=colours, vmin=0.0, vmax=1.0, interpolation="nearest")
+    figure.colorbar(image, ax=axes, shrink=0.8, label="share of the true class's images (row)")
     ticks = np.arange(num_classes)
-    axes.set_xticks(ticks, labels=class_names, rotation=90 if num_classes > 12 else 45,
-                    ha="center" if num_classes > 12 else "right", fontsize=8 if num_classes > 12 else 10)
-    axes.set_yticks(ticks, labels=class_names, fontsize=8 if num_classes > 12 else 10)
+    axes.set_xticks(ticks, labels=class_names, rotation=90 if many else 45, ha="center" if many else "right",
+                    fontsize=8 if many else 10)
+    axes.set_yticks(ticks, labels=[f"{name} ({n})" for name, n in zip(class_names, support)],
+                    fontsize=8 if many else 10)
     axes.set_xlabel("Predicted label")
-    axes.set_ylabel("True label")
-    axes.set_title(title)
-    threshold = counts.max() / 2 if counts.size else 0
-    for row in range(num_classes):
-        for col in range(num_classes):
-            axes.text(col, row, str(int(counts[row, col])), ha="center", va="center", fontsize=cell_font,
-                      color="white" if counts[row, col] > threshold else "black")
+    axes.set_ylabel("True label (images)")
+    axes.set_title(f"{title}\n{_accuracies(counts, support)}", fontsize=10 if many else 12)
+    for row, col in zip(*np.nonzero(counts)):
+        axes.text(col, row, str(counts[row, col]), ha="center", va="center", fontsize=6 if many else 10,
+                  color="white" if shares[row, col] > 0.5 else "black")
     return figure
+
+
+def _accuracies(counts: np.ndarray, support: np.ndarray) -> str:
+    """'accuracy 0.912, balanced accuracy 0.897 (1,000 images)' of a confusion matrix."""
+    total = int(support.sum())
+    if total == 0:
+        return "no images"
+    present = support > 0
+    balanced = float(np.mean(np.diag(counts)[present] / support[present]))
+    return f"accuracy {np.trace(counts) / total:.3f}, balanced accuracy {balanced:.3f} ({total:,} images)"
 
 
 def show_batch(originals, augmented, labels, class_names, mean, std, title="Batch before and after augmentation"):
