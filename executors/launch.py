@@ -1,4 +1,5 @@
 """What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
+import contextlib
 import copy
 import os
 import signal
@@ -14,7 +15,7 @@ from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
 from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
-from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint
+from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model
@@ -58,7 +59,8 @@ def train_experiment(cfg, resume=None):
     Config values, the logger settings, data and model are checked before any directory is
     made, so a bad config or a missing dataset leaves nothing behind. A resumed run keeps
     writing into its own directory unless that is read-only (e.g. a Kaggle input), then into
-    a new one. Under torchrun
+    a new one. The run directory is locked for the run's life: a second process that wants
+    it (e.g. --resume auto while the run trains) stops with a UserError. Under torchrun
     every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
     check_values(cfg)
@@ -66,18 +68,20 @@ def train_experiment(cfg, resume=None):
     check_logger_config(cfg.logger)
     for note in warnings_for(cfg):
         print(f"warning: {note}", file=sys.stderr)
-    with session(cfg) as processes:
+    with session(cfg) as processes, contextlib.ExitStack() as held:
         checkpoint = resume_checkpoint(cfg.exp_dir, cfg.exp_name, resume) if resume else None
+        run_dir = checkpoint.parent if checkpoint is not None and os.access(checkpoint.parent, os.W_OK) else None
+        if run_dir is not None and processes.is_main:
+            held.enter_context(run_dir_lock(run_dir))  # before last.pt is read: no process is writing it
         trainer = prepare_trainer(cfg, processes)
         if checkpoint is not None:
             trainer.load_model(checkpoint)
         parallelize(trainer, processes)
         if not processes.is_main:
             return follow(trainer)
-        if checkpoint is not None and os.access(checkpoint.parent, os.W_OK):
-            run_dir = checkpoint.parent
-        else:
+        if run_dir is None:
             run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
+            held.enter_context(run_dir_lock(run_dir))
         try:
             print(f"Run directory: {run_dir}")
             return trainer.fit(run_dir)

@@ -1,9 +1,13 @@
-"""Where a run writes: `<exp_dir>/<exp_name>[_N]/`, never overwriting an earlier run."""
+"""Where a run writes: `<exp_dir>/<exp_name>[_N]/`, never overwriting an earlier run, and
+held by one training process at a time."""
+import contextlib
+import os
 from pathlib import Path
 
 import torch
 
-from utils.errors import CheckpointError, StorageError, storage_error
+from utils.errors import CheckpointError, StorageError, UserError, storage_error
+from utils.file_lock import exclusive_lock
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -64,3 +68,28 @@ def interruption_note(run_dir) -> str:
         return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume; start the run again"
     return (f"{last} holds {epochs} completed epoch{'s' * (epochs != 1)}; continue with --resume auto "
             f"(this experiment's newest run) or --resume {last}")
+
+
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_dir_lock(run_dir):
+    """Hold `run_dir` for one training process while the block runs (utils.file_lock on
+    <run_dir>/.lock, which records the holder's pid). Raises UserError naming the process
+    that holds it, so a second train.py (e.g. --resume auto during a run) never writes into it."""
+    path, held = Path(run_dir) / LOCK, contextlib.ExitStack()
+    try:
+        fd = held.enter_context(exclusive_lock(path, wait=False))
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except BlockingIOError:
+        held.close()
+        holder = path.read_text().strip() or "unknown"
+        raise UserError(f"run {run_dir} is in use by process {holder}: wait until it ends (or stop it) and "
+                        f"resume then, or start a new run without --resume.") from None
+    except OSError as error:
+        held.close()
+        raise storage_error(error, "lock the run directory", run_dir) from None
+    with held:
+        yield

@@ -9,6 +9,7 @@ Everything goes through `MlflowClient` (no global active run), so several runs c
 open in one process. Metrics are written with `log_batch`, at most 1000 per call.
 The final summary becomes metrics `final/<key>` (numbers) and tags `final/<key>` (text).
 """
+import contextlib
 import logging
 import re
 import sqlite3
@@ -23,6 +24,7 @@ from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATC
                                      MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH)
 
 from utils.errors import StorageError, storage_error
+from utils.file_lock import exclusive_lock
 
 SQLITE_PREFIX = "sqlite:///"
 
@@ -79,6 +81,24 @@ class StoreClient:
         return call
 
 
+@contextlib.contextmanager
+def store_lock(tracking_uri: str):
+    """For a SQLite store, hold `<database>.lock` (utils.file_lock) during the block: two
+    processes opening a new store at once would both create and migrate its tables, and one
+    fails (or leaves the database unusable). Other stores serialise on their server."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        yield
+        return
+    database, held = Path(tracking_uri[len(SQLITE_PREFIX):]), contextlib.ExitStack()
+    try:
+        database.parent.mkdir(parents=True, exist_ok=True)
+        held.enter_context(exclusive_lock(database.with_name(database.name + ".lock")))
+    except OSError as error:
+        raise storage_error(error, "lock the MLflow store", database) from None
+    with held:
+        yield
+
+
 def mlflow_key(key: str) -> str:
     """A name MLflow accepts: characters outside [word . / - space :] become "_", at most 250 long."""
     return re.sub(r"[^\w./\- :]", "_", key)[:MAX_ENTITY_KEY_LENGTH]
@@ -94,11 +114,13 @@ class MlflowBackend:
 
     def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
         tracking_uri = cfg.get("tracking_uri") or default_tracking_uri(run_dir)
-        self.client = StoreClient(tracking_uri)
-        self.run_id = self._reopen(resume_run_id) if resume_run_id else None
-        if self.run_id is None:
-            experiment_id = self._experiment_id(cfg.get("experiment") or "Default", artifact_location(tracking_uri))
-            self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+        with store_lock(tracking_uri):  # the first process creates and migrates the database alone
+            self.client = StoreClient(tracking_uri)
+            self.run_id = self._reopen(resume_run_id) if resume_run_id else None
+            if self.run_id is None:
+                experiment_id = self._experiment_id(cfg.get("experiment") or "Default",
+                                                    artifact_location(tracking_uri))
+                self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
 
     def _experiment_id(self, name: str, location) -> str:
         """Id of experiment `name`, creating it (artifacts at `location`) or restoring it if deleted."""
