@@ -99,7 +99,8 @@ def overfit_experiment(cfg, steps=None) -> dict:
 def load_trained(checkpoint, overrides=()):
     """(cfg, model in eval mode on its device, class names) from a checkpoint.
 
-    `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine. On
+    `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine, but not
+    data.name, model_name or model.* (CheckpointError: executors/inference_checks.py). On
     CUDA a CNN is put in channels_last memory and cuDNN picks its fastest kernels.
     """
     state = load_checkpoint(checkpoint)
