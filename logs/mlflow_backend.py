@@ -1,19 +1,27 @@
 """MLflow backend (the default): a local SQLite store next to the runs, or any tracking URI.
 
 Without `tracking_uri` the store is `sqlite:///<exp_dir>/mlflow.db` (exp_dir: the parent
-of the run directory); see it with `mlflow ui --backend-store-uri sqlite:///<exp_dir>/mlflow.db`.
-For a SQLite store the experiment's artifacts live beside the database in `mlartifacts/`,
-not in `./mlruns` of whatever directory the program was started from.
+of the run directory). For a SQLite store the artifacts live beside the database in
+`mlartifacts/<experiment>/<run id>/artifacts/`, and experiments record them by the relative
+URI `mlflow-artifacts:/<experiment>`, which `mlflow ui` resolves against its
+`--artifacts-destination` (default `./mlartifacts`): started in exp_dir,
+
+    cd <exp_dir> && mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+it shows every run's files, also after the folder was moved or downloaded to another
+machine. Experiments are tagged `mlflow.experimentKind=custom_model_development`, so MLflow 3
+opens them in its model-training view rather than the GenAI one.
 
 Everything goes through `MlflowClient` (no global active run), so several runs can be
 open in one process. Metrics are written with `log_batch`, at most 1000 per call.
-The final summary becomes metrics `final/<key>` (numbers) and tags `final/<key>` (text).
+The final summary becomes tags `final/<key>` (it is also the run's summary.json artifact):
+single-point metrics would add a chart each.
 """
 import contextlib
 import logging
 import re
+import shutil
 import sqlite3
-import time
 import warnings
 from pathlib import Path
 
@@ -27,6 +35,9 @@ from utils.errors import StorageError, storage_error
 from utils.file_lock import exclusive_lock
 
 SQLITE_PREFIX = "sqlite:///"
+ARTIFACTS_SCHEME = "mlflow-artifacts:/"
+ARTIFACTS_FOLDER = "mlartifacts"  # mlflow ui's default --artifacts-destination, relative to where it starts
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's model-training view
 
 
 def default_tracking_uri(run_dir: Path) -> str:
@@ -34,11 +45,20 @@ def default_tracking_uri(run_dir: Path) -> str:
     return SQLITE_PREFIX + (Path(run_dir).resolve().parent / "mlflow.db").as_posix()
 
 
-def artifact_location(tracking_uri: str):
-    """file URI of `mlartifacts/` beside a SQLite database; None (MLflow's choice) for other stores."""
+def artifact_location(tracking_uri: str, experiment: str):
+    """`mlflow-artifacts:/<experiment as a folder name>` for a SQLite store (see the module
+    docstring); None (the tracking server's choice) for other stores."""
     if not tracking_uri.startswith(SQLITE_PREFIX):
         return None
-    return (Path(tracking_uri[len(SQLITE_PREFIX):]).resolve().parent / "mlartifacts").as_uri()
+    return ARTIFACTS_SCHEME + re.sub(r"[^\w.-]", "_", experiment)
+
+
+def local_artifact_dir(tracking_uri: str, artifact_uri: str):
+    """The folder beside a SQLite database that holds the files of a run whose artifact URI is
+    `mlflow-artifacts:/...`; None for other stores or URIs (MLflow copies those itself)."""
+    if not (tracking_uri.startswith(SQLITE_PREFIX) and artifact_uri.startswith(ARTIFACTS_SCHEME)):
+        return None
+    return Path(tracking_uri[len(SQLITE_PREFIX):]).parent / ARTIFACTS_FOLDER / artifact_uri[len(ARTIFACTS_SCHEME):]
 
 
 def sqlite_failure(error: BaseException):
@@ -83,16 +103,18 @@ class StoreClient:
 
 @contextlib.contextmanager
 def store_lock(tracking_uri: str):
-    """For a SQLite store, hold `<database>.lock` (utils.file_lock) during the block: two
-    processes opening a new store at once would both create and migrate its tables, and one
-    fails (or leaves the database unusable). Other stores serialise on their server."""
+    """For a SQLite store, hold `mlartifacts/.<database name>.lock` beside it (utils.file_lock)
+    during the block: two processes opening a new store at once would both create and migrate
+    its tables, and one fails (or leaves the database unusable). Other stores serialise on
+    their server."""
     if not tracking_uri.startswith(SQLITE_PREFIX):
         yield
         return
     database, held = Path(tracking_uri[len(SQLITE_PREFIX):]), contextlib.ExitStack()
     try:
-        database.parent.mkdir(parents=True, exist_ok=True)
-        held.enter_context(exclusive_lock(database.with_name(database.name + ".lock")))
+        folder = database.parent / ARTIFACTS_FOLDER
+        folder.mkdir(parents=True, exist_ok=True)
+        held.enter_context(exclusive_lock(folder / f".{database.name}.lock"))
     except OSError as error:
         raise storage_error(error, "lock the MLflow store", database) from None
     with held:
@@ -118,17 +140,22 @@ class MlflowBackend:
             self.client = StoreClient(tracking_uri)
             self.run_id = self._reopen(resume_run_id) if resume_run_id else None
             if self.run_id is None:
-                experiment_id = self._experiment_id(cfg.get("experiment") or "Default",
-                                                    artifact_location(tracking_uri))
+                name = cfg.get("experiment") or "Default"
+                experiment_id = self._experiment_id(name, artifact_location(tracking_uri, name))
                 self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
+            self.artifact_dir = local_artifact_dir(tracking_uri, self.client.get_run(self.run_id).info.artifact_uri)
 
     def _experiment_id(self, name: str, location) -> str:
-        """Id of experiment `name`, creating it (artifacts at `location`) or restoring it if deleted."""
+        """Id of experiment `name`, creating it (artifacts at `location`) or restoring it if
+        deleted; tagged as a model-training experiment (EXPERIMENT_KIND) either way."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is None:
-            return self.client.create_experiment(name, artifact_location=location)
+            return self.client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
         if experiment.lifecycle_stage == "deleted":
             self.client.restore_experiment(experiment.experiment_id)
+        for key, value in EXPERIMENT_KIND.items():
+            if experiment.tags.get(key) != value:
+                self.client.set_experiment_tag(experiment.experiment_id, key, value)
         return experiment.experiment_id
 
     def _reopen(self, run_id: str):
@@ -169,16 +196,23 @@ class MlflowBackend:
         self.log_file(path, None if folder == "." else folder)
 
     def log_file(self, path: Path, artifact_path) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        """Copy the file into the run's artifacts: beside a SQLite store by hand (MLflow's client
+        cannot write mlflow-artifacts:/ URIs without a server), elsewhere through MLflow."""
+        if self.artifact_dir is None:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            return
+        folder = self.artifact_dir / artifact_path if artifact_path else self.artifact_dir
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, folder / path.name)
+        except OSError as error:
+            raise storage_error(error, "copy an artifact into", folder) from None
 
     def log_summary(self, summary: dict) -> None:
-        now = int(time.time() * 1000)
-        numbers = {key: value for key, value in summary.items()
-                   if isinstance(value, (int, float)) and not isinstance(value, bool)}
-        metrics = [Metric(mlflow_key(f"final/{key}"), float(value), now, 0) for key, value in numbers.items()]
-        tags = [RunTag(mlflow_key(f"final/{key}"), str(value)[:MAX_TAG_VAL_LENGTH])
-                for key, value in summary.items() if key not in numbers]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        """The summary as tags final/<key> (no charts)."""
+        tags = [RunTag(mlflow_key(f"final/{key}"), str(value)[:MAX_TAG_VAL_LENGTH]) for key, value in summary.items()]
+        for part in chunks(tags, MAX_PARAMS_TAGS_PER_BATCH):
+            self.client.log_batch(self.run_id, tags=part)
 
     def close(self, status: str) -> None:
         self.client.set_terminated(self.run_id, status)

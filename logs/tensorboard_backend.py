@@ -1,8 +1,8 @@
 """TensorBoard backend: event files in `<run_dir>/tensorboard/` (`tensorboard --logdir <exp_dir>`).
 
 Scalars keep their names and steps; hyperparameters and the summary are markdown tables
-(text tab), numeric summary values also scalars `final/<key>`; figures go to the images
-tab. TensorBoard has no file store, so `log_file` does nothing (the files stay in run_dir).
+(text tab; a single-point chart per summary value would push the curves down); figures go
+to the images tab. TensorBoard has no file store, so `log_file` does nothing (the files stay in run_dir).
 A resumed run appends a new event file to the same directory, which TensorBoard merges.
 """
 from pathlib import Path
@@ -49,9 +49,6 @@ class TensorBoardBackend:
 
     def log_summary(self, summary: dict) -> None:
         self.writer.add_text("summary", markdown_table(summary))
-        for key, value in summary.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                self.writer.add_scalar(f"final/{key}", value, 0)
 
     def close(self, status: str) -> None:
         self.writer.add_text("status", status)

@@ -9,7 +9,7 @@ from mlflow import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from logs.Logger import Logger, NullBackend, flatten, without_secrets
-from logs.mlflow_backend import artifact_location
+from logs.mlflow_backend import artifact_location, local_artifact_dir
 from logs.neptune_backend import api_token, choose_mode
 from utils.errors import ConfigError
 
@@ -137,15 +137,16 @@ def test_mlflow_run_reads_back_with_artifacts_beside_the_database(run_dir, cwd, 
     assert history(store, logger.run_id, "train/loss") == [(1, 0.5), (2, 0.25), (3, 0.125)]
     assert history(store, logger.run_id, "train/lr") == [(1, 0.1), (2, 0.2), (3, pytest.approx(0.3))]
     assert history(store, logger.run_id, "test/accuracy") == [(1, 0.75)]
-    assert run.data.metrics["final/final_test_accuracy"] == 0.75 and run.data.metrics["final/epochs_completed"] == 3
-    assert run.data.tags["final/device"] == "cpu"
-    assert "final/train_images_per_second" not in {**run.data.metrics, **run.data.tags}
+    assert not any(key.startswith("final/") for key in run.data.metrics)  # the summary draws no charts
+    assert run.data.tags["final/final_test_accuracy"] == "0.75" and run.data.tags["final/epochs_completed"] == "3"
+    assert run.data.tags["final/device"] == "cpu" and "final/train_images_per_second" not in run.data.tags
+    experiment = store.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # MLflow 3's training view
 
-    assert sorted(a.path for a in store.list_artifacts(logger.run_id)) == ["confusion_matrices", "summary.json"]
-    assert [a.path for a in store.list_artifacts(logger.run_id, "confusion_matrices")] == [
-        "confusion_matrices/epoch_001.png"]
-    artifacts = exp_dir / "mlartifacts" / logger.run_id / "artifacts"
-    assert run.info.artifact_uri == artifacts.as_uri()
+    assert run.info.artifact_uri == f"mlflow-artifacts:/KMNIST-MLP/{logger.run_id}/artifacts"  # relative
+    artifacts = exp_dir / "mlartifacts" / "KMNIST-MLP" / logger.run_id / "artifacts"
+    assert sorted(str(p.relative_to(artifacts)) for p in artifacts.rglob("*")) == [
+        "confusion_matrices", "confusion_matrices/epoch_001.png", "summary.json"]
     assert (artifacts / "confusion_matrices" / "epoch_001.png").read_bytes() == (
         run_dir / "confusion_matrices" / "epoch_001.png").read_bytes()
     assert json.loads((artifacts / "summary.json").read_text()) == SUMMARY
@@ -222,10 +223,12 @@ def test_mlflow_resume_of_an_unknown_run_starts_a_new_one(run_dir, store):
     logger.close()
 
 
-def test_mlflow_artifacts_sit_beside_a_sqlite_database_only(tmp_path, cwd):
-    assert artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db") == (tmp_path / "db" / "mlartifacts").as_uri()
-    assert artifact_location("sqlite:///mlflow.db") == (cwd / "mlartifacts").as_uri()
-    assert artifact_location("http://127.0.0.1:5000") is None
+def test_mlflow_artifacts_sit_beside_a_sqlite_database_only(tmp_path):
+    assert artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db", "Oxford IIIT/Pet") == "mlflow-artifacts:/Oxford_IIIT_Pet"
+    assert local_artifact_dir(f"sqlite:///{tmp_path}/db/mlflow.db", "mlflow-artifacts:/KMNIST/abc/artifacts") == (
+        tmp_path / "db" / "mlartifacts" / "KMNIST" / "abc" / "artifacts")
+    assert local_artifact_dir(f"sqlite:///{tmp_path}/mlflow.db", "file:///old/mlartifacts/abc/artifacts") is None
+    assert artifact_location("http://127.0.0.1:5000", "KMNIST") is None
 
 
 # ----------------------------------------------------------------- Neptune
@@ -291,9 +294,54 @@ def test_tensorboard_run_reads_back(run_dir, cwd):
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [(1, 0.5), (2, 0.25), (3, 0.125)]
     assert [(e.step, e.value) for e in events.Scalars("test/accuracy")] == [(1, 0.75)]
-    assert events.Scalars("final/final_test_accuracy")[0].value == 0.75
+    assert not any(tag.startswith("final/") for tag in events.Tags()["scalars"])  # no single-point charts
+    summary = events.Tensors("summary/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| final_test_accuracy | 0.75 |" in summary
     assert events.Tags()["images"] == ["confusion_matrices/epoch_001"]
     text = events.Tensors("hyperparameters/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "| train.lr | 0.1 |" in text and "| logger.backend | mlflow |" in text and TOKEN not in text
     status = events.Tensors("status/text_summary")[0].tensor_proto.string_val[0].decode()
     assert status == "FINISHED" and list(cwd.iterdir()) == []
+
+
+def free_port():
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_moved_runs_folder_shows_its_artifacts_in_mlflow_ui(tmp_path):
+    """Artifact URIs are relative (mlflow-artifacts:/...): `mlflow ui` started in the runs folder
+    serves them wherever the folder now is (downloaded from Kaggle, copied to a laptop)."""
+    import shutil
+    import subprocess
+    import time
+    import urllib.request
+    run_dir = tmp_path / "kaggle" / "runs" / "mlp_base"
+    run_dir.mkdir(parents=True)
+    with Logger(logger_cfg(), run_dir, "mlp_base") as logger:
+        write_run(logger, run_dir)
+    moved = tmp_path / "laptop" / "runs"
+    shutil.move(str(tmp_path / "kaggle" / "runs"), str(moved))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", "sqlite:///mlflow.db",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=moved,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            try:
+                listing = json.loads(urllib.request.urlopen(
+                    f"{base}/ajax-api/2.0/mlflow/artifacts/list?run_id={logger.run_id}", timeout=5).read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            raise AssertionError("mlflow ui did not answer")
+        assert sorted(entry["path"] for entry in listing["files"]) == ["confusion_matrices", "summary.json"]
+        served = urllib.request.urlopen(f"{base}/get-artifact?path=summary.json&run_uuid={logger.run_id}", timeout=10)
+        assert json.loads(served.read()) == SUMMARY
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
