@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from datasets.kmnist import IDX_FILES, idx_bytes
+from datasets.oxford_pet import official_row
 
 PET_CLASSES = 37
 LARGE_SHARE, PORTRAIT_SHARE = 0.04, 0.25
@@ -42,20 +43,21 @@ def pet_size(rng):
 
 def write_pets(root: Path, train_images: int, test_images: int, seed: int = 0) -> Path:
     """images/ and annotations/{trainval,test}.txt under `root`: smooth colour fields with
-    texture, saved as JPEG (quality 90), spread over PET_CLASSES breeds."""
+    texture, saved as JPEG (quality 90), spread over the PET_CLASSES official breeds."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "annotations").mkdir(exist_ok=True)
     lines = {"trainval.txt": [], "test.txt": []}
     for number in range(train_images + test_images):
         class_id = number % PET_CLASSES + 1
-        name = f"breed{class_id:02d}_{number + 1}"
+        breed, species, breed_id = official_row(class_id)
+        name = f"{breed}_{number + 1}"
         width, height = pet_size(rng)
         field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
         pixels = np.asarray(field, dtype=np.float32) + rng.normal(0, 12, (height, width, 3))
         Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(root / "images" / f"{name}.jpg", quality=90)
         split = "trainval.txt" if number < train_images else "test.txt"
-        lines[split].append(f"{name} {class_id} 1 {class_id}")
+        lines[split].append(f"{name} {class_id} {species} {breed_id}")
     for file, rows in lines.items():
         (root / "annotations" / file).write_text("\n".join(rows) + "\n")
     return root

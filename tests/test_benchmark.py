@@ -8,6 +8,7 @@ from easydict import EasyDict
 from PIL import Image
 
 from datasets.kmnist import KMNIST
+from datasets.oxford_pet import OxfordIIITPet
 from executors import benchmark_report
 from executors.benchmark import row
 from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
@@ -46,5 +47,6 @@ def test_synthetic_data_is_in_the_real_formats(tmp_path):
     write_pets(tmp_path / "p", 40, 5)
     paths, labels = pet_training_files(tmp_path / "p")
     assert len(paths) == 40 and labels[:3] == [0, 1, 2] and max(labels) == 36
+    assert OxfordIIITPet(EasyDict(root=str(tmp_path / "p"), md5=None, mirrors=[], download=False), "train").labels.tolist() == labels
     sizes = [Image.open(p).size for p in paths]
     assert all(max(size) in (500, 1024) for size in sizes)  # as in the release: most 500 px on the longer side
