@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from executors.atomic_files import write_atomic
-from utils.errors import CheckpointError
+from utils.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
 
@@ -73,8 +73,11 @@ def load_checkpoint(path, model_name=None) -> dict:
         raise CheckpointError(f"{path} is not a checkpoint of this library (format version {FORMAT_VERSION}). "
                               f"{_HELP}")
     missing = [key for key in REQUIRED_KEYS if key not in state]
+    missing += [key for key, kind in (("model", dict), ("config", dict), ("class_names", list), ("history", list))
+                if key in state and not isinstance(state[key], kind)]
     if missing:
-        raise _unreadable(path, f"it lacks {', '.join(missing)}, so another program or version wrote it")
+        raise _unreadable(path, f"it lacks {', '.join(missing)} (or holds them in another form), so another "
+                                f"program or version wrote it")
     if model_name is not None and state["model_name"] != model_name:
         raise CheckpointError(
             f"Checkpoint {path} holds a {state['model_name']} model, but the config asks for {model_name}: "
@@ -93,3 +96,44 @@ def load_model_weights(model: torch.nn.Module, state: dict, path) -> None:
             f"Checkpoint {path} does not fit this model's architecture ({details}). "
             f"Use the config the checkpoint was trained with."
         ) from None
+
+
+# Settings a resumed run cannot change: they decide the optimizer's state layout or the data.
+FIXED_ON_RESUME = {"train.optimizer": None, "train.no_bias_decay": False, "data.val_fraction": 0.0}
+
+
+def _setting(config, dotted_key, default):
+    node = config
+    for part in dotted_key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return default if node is None else node
+
+
+def check_resumable(state: dict, cfg, path) -> None:
+    """Raise ConfigError when `cfg` changes a setting of FIXED_ON_RESUME from the run that wrote
+    the checkpoint `state` (e.g. another optimizer, whose state would not fit)."""
+    changed = [f"{key}={_setting(state['config'], key, default)!r} (now {_setting(cfg, key, default)!r})"
+               for key, default in FIXED_ON_RESUME.items()
+               if _setting(state["config"], key, default) != _setting(cfg, key, default)]
+    if changed:
+        raise ConfigError(f"{path} was trained with {', '.join(changed)}: resume with the same values, or "
+                          f"start a new run (they decide the optimizer state or the images trained on).")
+
+
+def restore_training_state(optimizer, scheduler, scaler, state: dict, path) -> None:
+    """Load the optimizer, schedule and GradScaler states of a checkpoint. The optimizer's
+    hyperparameters other than the lr (momentum, weight decay, ...) stay those of the config,
+    so a setting changed on resume takes effect (torch's load_state_dict would restore the
+    old ones); the lr follows the schedule (optim.sync_lr_to_schedule)."""
+    configured = [{key: value for key, value in group.items() if key not in ("params", "lr", "initial_lr")}
+                  for group in optimizer.param_groups]
+    try:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"The optimizer state in {path} does not fit this config ({error}): resume with the "
+                              f"config the run was trained with.") from None
+    for group, settings in zip(optimizer.param_groups, configured):
+        group.update(settings)

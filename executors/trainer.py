@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from executors.atomic_files import write_text_atomic
-from executors.checkpoint import load_checkpoint, load_model_weights, save_checkpoint
+from executors.checkpoint import (check_resumable, load_checkpoint, load_model_weights, restore_training_state,
+                                  save_checkpoint)
 from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
@@ -32,7 +33,6 @@ from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
-from utils.errors import ConfigError
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
                            set_rng_state, uses_channels_last)
 
@@ -257,16 +257,10 @@ class Trainer:
     def load_model(self, path) -> None:
         """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint."""
         state = load_checkpoint(path, self.cfg.model_name)
-        held_out = state["config"]["data"].get("val_fraction") or 0.0
-        if held_out != (self.cfg.data.get("val_fraction") or 0.0):
-            raise ConfigError(f"{path} was trained with data.val_fraction={held_out}: resume with the same "
-                              f"value, since it decides which images are trained on and how best.pt is chosen.")
+        check_resumable(state, self.cfg, path)
         load_model_weights(self.model, state, path)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        restore_training_state(self.optimizer, self.scheduler, self.scaler, state, path)
         sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it
-        if state["scaler"]:
-            self.scaler.load_state_dict(state["scaler"])
         self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]
         self.best_accuracy, self.best_epoch = state["best_accuracy"], state["best_epoch"]
         self.history, self.logger_run_id = state["history"], state["logger_run_id"]

@@ -3,6 +3,7 @@ channels_last, and stopping on a non-finite loss."""
 import csv
 import json
 import math
+import re
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from executors.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config
-from utils.errors import CheckpointError, TrainingError
+from utils.errors import CheckpointError, ConfigError, TrainingError
 
 SUMMARY_KEYS = {"exp_name", "model_name", "dataset", "epochs_completed", "best_epoch", "best_test_accuracy",
                 "final_test_accuracy", "final_test_balanced_accuracy", "final_test_loss",
@@ -338,6 +339,9 @@ def unreadable_checkpoints(folder, trainer):
     torch.save({"format_version": 1, "model": torch.nn.Linear(2, 2)}, paths["foreign pickle"])
     torch.save([1, 2], paths["list"])
     torch.save({"format_version": 1, "model_name": "MLP"}, paths["lacking keys"])
+    state = torch.load(folder / "good.pt", weights_only=True)
+    paths["config not a dict"] = folder / "config_not_a_dict.pt"
+    torch.save({**state, "config": "mlp"}, paths["config not a dict"])
     paths["directory"] = folder / "run_dir.pt"
     paths["directory"].mkdir()
     return paths
@@ -384,3 +388,18 @@ def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path
     lines = capsys.readouterr().out.splitlines()
     assert [line.split(" steps")[0] for line in lines] == ["  epoch 2/2: 4/13", "  epoch 2/2: 7/13", "  epoch 2/2: 10/13"]
     assert lines[0].endswith("loss 0.2500")  # the values of the 4th step
+
+
+def test_resume_refuses_another_optimizer_and_applies_changed_hyperparameters(tmp_path):
+    trainer = make_trainer(mlp_cfg(tmp_path))
+    trainer.make_step(next(iter(trainer.train_loader)))
+    trainer.save_model(tmp_path / "last.pt")
+    for overrides, expected in ((["train.optimizer='Adam'", "train.optimizer_args={}"], "train.optimizer='SGD'"),
+                                (["train.no_bias_decay=True"], "train.no_bias_decay=False (now True)")):
+        with pytest.raises(ConfigError, match=re.escape(expected) + ".*resume with the same values"):
+            make_trainer(mlp_cfg(tmp_path, *overrides)).load_model(tmp_path / "last.pt")
+    changed = make_trainer(mlp_cfg(tmp_path, "train.weight_decay=0.01", "train.optimizer_args={'momentum': 0.5}"))
+    changed.load_model(tmp_path / "last.pt")
+    group = changed.optimizer.param_groups[0]
+    assert group["weight_decay"] == 0.01 and group["momentum"] == 0.5
+    assert changed.optimizer.state_dict()["state"]  # the momentum buffers were restored

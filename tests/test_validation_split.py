@@ -130,7 +130,7 @@ def test_resume_with_validation_is_exact_and_refuses_another_fraction(tmp_path):
     first.cfg.train.epochs = 1  # "interrupted" after one epoch
     first.fit(tmp_path / "parts")
     torch.manual_seed(999)
-    with pytest.raises(ConfigError, match="data.val_fraction=0.2: resume with the same value"):
+    with pytest.raises(ConfigError, match=r"data.val_fraction=0.2 \(now 0.3\): resume with the same values"):
         trainer("parts", 3, fraction="0.3").load_model(tmp_path / "parts" / "last.pt")
     resumed = trainer("parts", 3)
     resumed.load_model(tmp_path / "parts" / "last.pt")
