@@ -10,6 +10,8 @@ utils may not import; tests/test_config.py checks that they agree.
 import math
 import re
 
+import torch
+
 from utils.errors import ConfigError, did_you_mean
 
 
@@ -91,6 +93,26 @@ def strings() -> Rule:
                 "a list of strings")
 
 
+def _is_spec(value) -> bool:
+    return (isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[0], str)
+            and isinstance(value[1], dict))
+
+
+def spec(optional=False) -> Rule:
+    """A (name, kwargs dict) pair, e.g. ("kaiming_uniform_", {"nonlinearity": "relu"})."""
+    return Rule(lambda value: (optional and value is None) or _is_spec(value),
+                "a (name, {keyword arguments}) pair" + (", or None" if optional else ""))
+
+
+def specs() -> Rule:
+    """A list of (name, kwargs dict) pairs, e.g. [("ToTensor", {}), ("Normalize", {})]."""
+    return Rule(lambda value: isinstance(value, (list, tuple)) and all(_is_spec(item) for item in value),
+                "a list of (name, {keyword arguments}) pairs")
+
+
+OPTIMIZERS = tuple(name for name in dir(torch.optim) if isinstance(getattr(torch.optim, name), type)
+                   and issubclass(getattr(torch.optim, name), torch.optim.Optimizer) and name != "Optimizer")
+
 RULES = {
     "exp_name": text(r"(?!\.\.?$)[\w.-]+", "a name of letters, digits, '_', '-' and '.' (it names the run directory)"),
     "exp_dir": text(),
@@ -110,11 +132,16 @@ RULES = {
     "data.mean": numbers(optional=True),
     "data.std": numbers(positive=True, optional=True),
     "data.val_fraction": number(0, 1, high_open=True),
+    "data.transforms.train": specs(),
+    "data.transforms.test": specs(),
+    "model.layers": specs(),
+    "model.init_type.weight": spec(),
+    "model.init_type.bias": spec(),
     "model.dropout": number(0, 1, high_open=True),
     "model.classifier_width": whole(1),
     "train.epochs": whole(1),
     "train.batch_size": whole(1),
-    "train.optimizer": text(r"[A-Za-z]\w*", "the name of a torch.optim optimizer"),
+    "train.optimizer": one_of(*OPTIMIZERS),
     "train.optimizer_args": mapping(optional=True),
     "train.lr": number(0, low_open=True),
     "train.lr_scaling": Rule(lambda value: value is None or (
