@@ -224,7 +224,8 @@ def test_mlflow_resume_of_an_unknown_run_starts_a_new_one(run_dir, store):
 
 
 def test_mlflow_artifacts_sit_beside_a_sqlite_database_only(tmp_path):
-    assert artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db", "Oxford IIIT/Pet") == "mlflow-artifacts:/Oxford_IIIT_Pet"
+    location = artifact_location(f"sqlite:///{tmp_path}/db/mlflow.db", "Oxford IIIT/Pet")
+    assert location == "mlflow-artifacts:/Oxford_IIIT_Pet"
     assert local_artifact_dir(f"sqlite:///{tmp_path}/db/mlflow.db", "mlflow-artifacts:/KMNIST/abc/artifacts") == (
         tmp_path / "db" / "mlartifacts" / "KMNIST" / "abc" / "artifacts")
     assert local_artifact_dir(f"sqlite:///{tmp_path}/mlflow.db", "file:///old/mlartifacts/abc/artifacts") is None

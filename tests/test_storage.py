@@ -6,7 +6,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ import torch
 
 import executors.atomic_files
 from executors.atomic_files import write_text_atomic
-from executors.checkpoint import load_checkpoint, save_checkpoint
+from executors.checkpoint import save_checkpoint
 from executors.run_dir import new_run_dir
 from utils.errors import StorageError
 

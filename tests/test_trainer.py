@@ -386,7 +386,8 @@ def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path
     for step, _ in enumerate(progress):
         progress.show(loss=f"{1 / (step + 1):.4f}")
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(" steps")[0] for line in lines] == ["  epoch 2/2: 4/13", "  epoch 2/2: 7/13", "  epoch 2/2: 10/13"]
+    assert [line.split(" steps")[0] for line in lines] == ["  epoch 2/2: 4/13", "  epoch 2/2: 7/13",
+                                                            "  epoch 2/2: 10/13"]
     assert lines[0].endswith("loss 0.2500")  # the values of the 4th step
 
 

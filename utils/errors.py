@@ -1,9 +1,9 @@
 """Errors the CLI reports as one message without a traceback.
 
 UserError (exit status 2): bad input that the user can fix (a config key, a data file, a
-checkpoint, a path that cannot be written). TrainingError (exit status 1): a run that started but could not go on (the loss
-diverged). Interrupted (exit status 128 + signal number): stopped by SIGINT or SIGTERM. Any
-other exception is a bug and keeps its traceback.
+checkpoint, a path that cannot be written). TrainingError (exit status 1): a run that
+started but could not go on (the loss diverged). Interrupted (exit status 128 + signal
+number): stopped by SIGINT or SIGTERM. Any other exception is a bug and keeps its traceback.
 """
 import difflib
 import errno

@@ -56,8 +56,8 @@ def number(low=None, high=None, low_open=False, high_open=False, optional=False)
         above = low is None or (value > low if low_open else value >= low)
         below = high is None or (value < high if high_open else value <= high)
         return above and below
-    words = "a finite number" + (f" {_range_words(low, high, low_open, high_open)}" if (low, high) != (None, None) else "")
-    return Rule(accepts, words + (", or None" if optional else ""))
+    bounds = f" {_range_words(low, high, low_open, high_open)}" if (low, high) != (None, None) else ""
+    return Rule(accepts, "a finite number" + bounds + (", or None" if optional else ""))
 
 
 def one_of(*choices, optional=False) -> Rule:
@@ -71,8 +71,9 @@ def boolean() -> Rule:
 
 def text(pattern=r".+", words="a non-empty string", optional=False) -> Rule:
     """A string matching `pattern` in full; None too when optional."""
-    return Rule(lambda value: (optional and value is None) or (isinstance(value, str) and bool(re.fullmatch(pattern, value))),
-                words + (", or None" if optional else ""))
+    def accepts(value):
+        return (optional and value is None) or (isinstance(value, str) and bool(re.fullmatch(pattern, value)))
+    return Rule(accepts, words + (", or None" if optional else ""))
 
 
 def numbers(positive=False, optional=False) -> Rule:
