@@ -1,5 +1,6 @@
 """Config loading, --set overrides and the experiment configs themselves."""
 import json
+import re
 
 import pytest
 
@@ -140,6 +141,23 @@ def test_values_out_of_range_are_one_config_error_naming_key_and_range(override,
         load_config("mlp", [override])
     message = str(error.value)
     assert key in message and allowed in message and "\n" not in message
+
+
+@pytest.mark.parametrize("name, model, expected", [
+    ("resnet50", {"layers": [3, 4, 6]}, "model.layers=[3, 4, 6] must be a list of 4 whole numbers >= 1"),
+    ("resnet50", {"width": 0}, "model.width=0 must be a whole number >= 1"),
+    ("vgg16", {"classifier_width": 0}, "model.classifier_width=0 must be a whole number >= 1"),
+    ("mlp", {"layers": [3, 4, 6, 3]}, "list of (name, {keyword arguments}) pairs"),
+])
+def test_model_keys_are_checked_for_their_model(name, model, expected):
+    from utils.validation import check_values
+    cfg = load_config(name)
+    cfg.model.update(model)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        check_values(cfg)
+    cfg = load_config("resnet50")
+    cfg.model.update(layers=[1, 1, 1, 1], width=8)  # what the notebook's smoke test uses
+    check_values(cfg)
 
 
 def test_every_bad_value_is_named_in_one_error_and_model_keys_are_checked():

@@ -135,11 +135,6 @@ RULES = {
     "data.val_fraction": number(0, 1, high_open=True),
     "data.transforms.train": specs(),
     "data.transforms.test": specs(),
-    "model.layers": specs(),
-    "model.init_type.weight": spec(),
-    "model.init_type.bias": spec(),
-    "model.dropout": number(0, 1, high_open=True),
-    "model.classifier_width": whole(1),
     "train.epochs": whole(1),
     "train.batch_size": whole(1),
     "train.optimizer": one_of(*OPTIMIZERS),
@@ -169,6 +164,19 @@ RULES = {
     "logger.flush_every": whole(1),
 }
 
+def whole_numbers(count=None) -> Rule:
+    """A list of whole numbers >= 1 (of `count` items when given)."""
+    return Rule(lambda value: isinstance(value, (list, tuple)) and (count is None or len(value) == count)
+                and all(_is_int(v) and v >= 1 for v in value),
+                f"a list of {count or 'some'} whole numbers >= 1")
+
+
+MODEL_RULES = {  # the `model` section means something else for each model_name
+    "MLP": {"model.layers": specs(), "model.init_type.weight": spec(), "model.init_type.bias": spec()},
+    "VGG16": {"model.dropout": number(0, 1, high_open=True), "model.classifier_width": whole(1)},
+    "ResNet50": {"model.layers": whole_numbers(4), "model.width": whole(1), "model.zero_gamma": boolean()},
+}
+
 _MISSING = object()
 
 
@@ -182,10 +190,11 @@ def _lookup(cfg, dotted_key):
 
 
 def problems(cfg, rules=None) -> list:
-    """'key=value: must be ...' for every key of `rules` (default RULES) present in `cfg` whose
-    value the rule does not accept, in the rules' order."""
+    """'key=value: must be ...' for every key of `rules` (default: RULES and the MODEL_RULES of
+    cfg.model_name) present in `cfg` whose value the rule does not accept, in the rules' order."""
     found = []
-    for key, rule in (rules or RULES).items():
+    model_rules = MODEL_RULES.get(cfg.get("model_name"), {}) if rules is None else {}
+    for key, rule in {**(rules or RULES), **model_rules}.items():
         value = _lookup(cfg, key)
         if value is _MISSING or rule.accepts(value):
             continue
