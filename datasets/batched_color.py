@@ -72,7 +72,8 @@ class ColorJitterFactor:
     def apply(self, images, factors, order):
         """Adjust float [B, 3, H, W] images; the groups of images that take an adjustment at each
         position are found on the CPU, so nothing waits for the device."""
-        images = to_unit_float(images).clone()
+        unit = to_unit_float(images)
+        images = unit.clone() if unit is images else unit  # adjusted in place below; never the caller's tensor
         names = list(ADJUSTMENTS)
         for position in range(3):
             for index, name in enumerate(names):

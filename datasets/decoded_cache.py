@@ -40,6 +40,7 @@ from configs.paths import DATA_DIR
 from utils.errors import DataError
 
 FORMAT_VERSION = 1
+DEFAULT_MAX_SIDE = 500  # px on the longer side: most of the pets release is at most this (README, "Speed")
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def _move_into_place(temporary: Path, target: Path) -> None:
         os.replace(temporary, target)
 
 
-def load_or_build(paths, decode, *, name, cache_dir, prefix=None, prefix_key="", max_side=500,
+def load_or_build(paths, decode, *, name, cache_dir, prefix=None, prefix_key="", max_side=DEFAULT_MAX_SIDE,
                   workers=0) -> DecodedImages:
     """The split `paths` decoded onto one canvas, from the cache or built into it.
 

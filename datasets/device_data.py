@@ -10,10 +10,8 @@ from pathlib import Path
 
 import torch
 
-from datasets.decoded_cache import default_cache_dir, load_or_build
+from datasets.decoded_cache import DEFAULT_MAX_SIDE, default_cache_dir, load_or_build
 from datasets.transforms import build_transforms
-
-DEFAULT_CACHE_MAX_SIDE = 500  # px; see decoded_cache and the README for why
 
 
 def is_in_memory(dataset) -> bool:
@@ -21,11 +19,16 @@ def is_in_memory(dataset) -> bool:
     return isinstance(getattr(dataset, "images", None), torch.Tensor)
 
 
+def cache_max_side(data_cfg) -> int:
+    """Longest side, in px, that the decoded cache keeps (data.cache_max_side, if the config has it)."""
+    return data_cfg.get("cache_max_side") or DEFAULT_MAX_SIDE
+
+
 def estimated_bytes(dataset, prefix_specs, data_cfg) -> int:
     """Bytes the split takes as uint8 on the device (an upper bound before it is cached)."""
     if is_in_memory(dataset):
         return dataset.images.numel()
-    side = data_cfg.get("cache_max_side") or DEFAULT_CACHE_MAX_SIDE
+    side = cache_max_side(data_cfg)
     crops = [kwargs["size"] for name, kwargs in prefix_specs if name == "CenterCrop"]
     if crops:
         side = crops[-1] if isinstance(crops[-1], int) else max(crops[-1])
@@ -55,7 +58,7 @@ def split_tensors(dataset, prefix_specs, data_cfg, device):
         [path for path, *_ in dataset.samples], dataset.load_image_for_inference,
         name=f"{type(dataset).__name__}-{dataset.split}", cache_dir=Path(data_cfg.get("cache_dir") or default_cache_dir()),
         prefix=prefix, prefix_key=repr(prefix_specs),
-        max_side=data_cfg.get("cache_max_side") or DEFAULT_CACHE_MAX_SIDE, workers=data_cfg.num_workers)
+        max_side=cache_max_side(data_cfg), workers=data_cfg.num_workers)
     sizes = decoded.sizes
     canvas = torch.tensor(decoded.images.shape[2:])
     uniform = bool((sizes == canvas).all())

@@ -134,11 +134,6 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1):
                            pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
 
 
-def build_loader(cfg, split, batch_size=None):
-    """DataLoader over the `split` dataset of cfg.data."""
-    return make_loader(build_dataset(cfg.data, split), cfg, split, batch_size)
-
-
 def _device_problem(dataset, prefix, transform):
     """Why a split (its dataset, deterministic prefix specs and BatchedCompose) cannot take
     the device path, or None when it can."""

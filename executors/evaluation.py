@@ -2,7 +2,7 @@
 import torch
 from torch.nn import functional as F
 
-from utils.metrics import ConfusionMeter
+from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accuracy_from_confusion
 from utils.runtime import Precision
 
 
@@ -39,5 +39,5 @@ def evaluate_model(model, loader, device, num_classes, precision=Precision(), ch
         reduce(loss_sum)
     confusion = meter.compute()
     total = int(confusion.sum())
-    return {"loss": loss_sum.item() / max(total, 1), "accuracy": meter.accuracy(),
-            "balanced_accuracy": meter.balanced_accuracy(), "confusion": confusion}
+    return {"loss": loss_sum.item() / max(total, 1), "accuracy": accuracy_from_confusion(confusion),
+            "balanced_accuracy": balanced_accuracy_from_confusion(confusion), "confusion": confusion}

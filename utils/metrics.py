@@ -67,7 +67,8 @@ class ConfusionMeter:
 
     def update(self, y_true: torch.Tensor, y_pred: torch.Tensor) -> None:
         """Add one batch of labels [B] and predictions [B]."""
-        y_true, y_pred = _as_tensor(y_true).flatten(), _as_tensor(y_pred).flatten().to(_as_tensor(y_true).device)
+        y_true = _as_tensor(y_true).flatten()
+        y_pred = _as_tensor(y_pred).flatten().to(y_true.device)
         self._start(y_true.device)
         valid = (y_true >= 0) & (y_true < self.num_classes) & (y_pred >= 0) & (y_pred < self.num_classes)
         flat = torch.where(valid, y_true * self.num_classes + y_pred, 0)
