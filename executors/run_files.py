@@ -1,11 +1,13 @@
-"""The text files of a run directory: metrics.csv rows and summary.json.
+"""The text files of a run directory: metrics.csv, steps.csv and summary.json.
 
 metrics.csv has one row per epoch with METRIC_COLUMNS (a contract: new columns are added at
-the end only); summary.json holds the keys listed in DESIGN.md section 5.
+the end only); steps.csv one row per training step with STEP_COLUMNS (the curves of
+scripts/compare_runs.py --report); summary.json holds the keys listed in DESIGN.md section 5.
 """
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                   "test_balanced_accuracy", "epoch_seconds", "train_images_per_second", "skipped_steps",
                   "val_loss", "val_accuracy", "val_balanced_accuracy")
+STEP_COLUMNS = ("step", "epoch", "lr", "loss")
 
 
 def epoch_row(epoch: int, lr: float, train: dict, test: dict, wall_seconds: float, val: dict = None) -> dict:
@@ -40,6 +42,17 @@ def metrics_csv(history: list) -> str:
     for row in history:
         values = ("" if row.get(column) is None else row[column] for column in METRIC_COLUMNS)
         lines.append(",".join(f"{v:.6g}" if isinstance(v, float) else str(v) for v in values))
+    return "\n".join(lines) + "\n"
+
+
+def step_row(epoch: int, step: dict) -> tuple:
+    """The steps.csv row (STEP_COLUMNS) of a step read back by StepMetrics during 0-based `epoch`."""
+    return step["step"], epoch + 1, step["lr"], step["loss"]
+
+
+def steps_csv(rows: list) -> str:
+    """steps.csv text: header and one line per step_row, floats to 6 significant digits."""
+    lines = [",".join(STEP_COLUMNS)] + [f"{step},{epoch},{lr:.6g},{loss:.6g}" for step, epoch, lr, loss in rows]
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,8 @@
 
 The Trainer receives its loaders (any iterable of {"image": [B, C, H, W], "label": [B]}
 batches with a len()), builds the model, optimizer and lr schedule from the config, and
-writes into one run directory: config.json, metrics.csv, summary.json, best.pt, last.pt and
-the confusion-matrix images. best.pt is chosen on a validation loader when one is given
+writes into one run directory: config.json, metrics.csv, steps.csv, summary.json, best.pt,
+last.pt and the confusion-matrix images. best.pt is chosen on a validation loader when one is given
 (data.val_fraction), else on the test loader, which is evaluated every epoch either way.
 Interrupting a run and resuming it from last.pt ends with the same weights as an
 uninterrupted run on the CPU.
@@ -28,7 +28,7 @@ from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedul
 from executors.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_dir import BEST, LAST
 from executors.run_figures import save_augmentation_preview, save_confusion
-from executors.run_files import epoch_row, metrics_csv, run_summary, tracker_metrics
+from executors.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import Logger, public_config
 from models.registry import build_model, count_trainable_parameters
@@ -71,6 +71,7 @@ class Trainer:
         self.step_metrics = StepMetrics(len(self.class_names), self.device)
         self.best_accuracy, self.best_epoch = None, None
         self.history = []  # one dict of run_files.METRIC_COLUMNS per completed epoch
+        self.steps = []  # one run_files.step_row per training step of the completed epochs
         self.logger_run_id = None
         self.logger = None
 
@@ -145,16 +146,17 @@ class Trainer:
             for batch in progress:
                 self._train_step(batch)
                 if len(self.step_metrics) >= self.cfg.logger.flush_every:
-                    self._log_steps(progress)
-            self._log_steps(progress)
+                    self._log_steps(progress, epoch)
+            self._log_steps(progress, epoch)
         self._stop_if_diverged(weights_finite=not self.step_metrics.nonfinite_streak
                                or parameters_finite(self.model))
         return {**self.step_metrics.epoch_means(), "seconds": time.perf_counter() - start}
 
-    def _log_steps(self, progress) -> None:
-        """Read the queued steps back (one transfer), log each one, show the newest in the
-        progress display, and stop a run whose loss stays non-finite."""
+    def _log_steps(self, progress, epoch: int) -> None:
+        """Read the queued steps back (one transfer), log and record each one, show the newest
+        in the progress display, and stop a run whose loss stays non-finite."""
         rows = self.step_metrics.read()
+        self.steps += [step_row(epoch, row) for row in rows]
         for row in rows if self.logger is not None else ():
             self.logger.log_step_metrics({f"train/{key}": row[key] for key in STEP_KEYS}, row["step"])
         if rows:
@@ -180,7 +182,7 @@ class Trainer:
     def fit(self, run_dir) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
 
-        `run_dir` (made by executors.run_dir) receives config.json, metrics.csv,
+        `run_dir` (made by executors.run_dir) receives config.json, metrics.csv, steps.csv,
         summary.json, best.pt, last.pt and the confusion-matrix images.
         """
         cfg, self.run_dir = self.cfg, Path(run_dir)
@@ -208,7 +210,7 @@ class Trainer:
                                   self.device, final_val)
             write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             logger.log_summary(summary)
-            for name in ("config.json", "summary.json", "metrics.csv"):
+            for name in ("config.json", "summary.json", "metrics.csv", "steps.csv"):
                 logger.log_file(self.run_dir / name)
         self.logger = None
         return summary
@@ -233,6 +235,7 @@ class Trainer:
             self.save_model(self.run_dir / BEST)
         self.save_model(self.run_dir / LAST)
         write_text_atomic(self.run_dir / "metrics.csv", metrics_csv(self.history))
+        write_text_atomic(self.run_dir / "steps.csv", steps_csv(self.steps))
 
     # ----------------------------------------------------------------- checkpoints
     def save_model(self, path) -> None:
@@ -248,6 +251,7 @@ class Trainer:
             "best_accuracy": self.best_accuracy,
             "best_epoch": self.best_epoch,
             "history": self.history,
+            "steps": self.steps,
             "rng": rng_state(),
             "config": public_config(self.cfg),
             "class_names": self.class_names,
@@ -264,6 +268,7 @@ class Trainer:
         self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]
         self.best_accuracy, self.best_epoch = state["best_accuracy"], state["best_epoch"]
         self.history, self.logger_run_id = state["history"], state["logger_run_id"]
+        self.steps = [tuple(row) for row in state.get("steps", [])]  # checkpoints before steps.csv: none
         set_rng_state(state["rng"])
         print(f"Resumed from {path}: {self.epochs_completed} epochs done, step {self.global_step}")
 

@@ -52,6 +52,14 @@ def test_short_run_learns_and_writes_the_run_directory(tmp_path):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert float(rows[-1]["test_accuracy"]) == pytest.approx(summary["final_test_accuracy"], abs=1e-6)
     assert max(float(r["test_accuracy"]) for r in rows) == pytest.approx(summary["best_test_accuracy"], abs=1e-6)
+    steps = list(csv.DictReader((run_dir / "steps.csv").open()))
+    per_epoch = len(trainer.train_loader)
+    assert [int(r["step"]) for r in steps] == list(range(1, 3 * per_epoch + 1))
+    assert [int(r["epoch"]) for r in steps] == [e for e in (1, 2, 3) for _ in range(per_epoch)]
+    sizes = [len(batch["label"]) for batch in trainer.train_loader]
+    epoch_loss = sum(float(r["loss"]) * size for r, size in zip(steps, sizes)) / sum(sizes)
+    assert epoch_loss == pytest.approx(float(rows[0]["train_loss"]), rel=1e-4)
+    assert float(steps[0]["lr"]) == pytest.approx(float(rows[0]["lr"]), rel=1e-5)
     for image in ("confusion_matrix_start.png", "confusion_matrix_end.png"):
         assert (run_dir / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     best = torch.load(run_dir / "best.pt", weights_only=True)
@@ -110,6 +118,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
         assert torch.equal(tensor, final_resumed["model"][name]), name
     assert final_resumed["global_step"] == final_full["global_step"]
     assert [r["test_accuracy"] for r in final_resumed["history"]] == [r["test_accuracy"] for r in final_full["history"]]
+    assert (tmp_path / "parts" / "steps.csv").read_text() == (tmp_path / "full" / "steps.csv").read_text()
 
 
 def test_checkpoint_for_another_model_is_refused(tmp_path):
