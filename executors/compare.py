@@ -5,6 +5,7 @@ summary's "dataset", else data.name of the run's config.json) and ranked within 
 best final test accuracy first. The learning rate (as the optimizer used it, after
 train.lr_scaling) and the batch size come from config.json.
 """
+import fnmatch
 import json
 from pathlib import Path
 
@@ -31,13 +32,16 @@ def _read_json(path: Path) -> dict:
 
 
 def _training_settings(run_dir: Path) -> dict:
-    """dataset, lr and batch_size from the run's config.json (None where it has none)."""
+    """dataset, seed, lr, batch_size and data_root (the data folder's name) from the run's
+    config.json (None where it has none)."""
     path = run_dir / "config.json"
     if not path.is_file():
         return {}
     cfg = EasyDict(_read_json(path))
     train = cfg.get("train") or EasyDict()
-    settings = {"dataset": (cfg.get("data") or {}).get("name"), "batch_size": train.get("batch_size")}
+    data = cfg.get("data") or EasyDict()
+    settings = {"dataset": data.get("name"), "seed": cfg.get("seed"), "batch_size": train.get("batch_size"),
+                "data_root": Path(data.root).name if data.get("root") else None}
     try:
         settings["lr"] = resolve_lr(train)
     except (AttributeError, KeyError, TypeError, ValueError):
@@ -46,13 +50,13 @@ def _training_settings(run_dir: Path) -> dict:
 
 
 def collect_summaries(exp_dir) -> list:
-    """summary.json of every run under `exp_dir` with "run" (the directory's name), "dataset",
-    "lr" and "batch_size" added."""
+    """summary.json of every run under `exp_dir` with "run" (the directory's name), "path" (the
+    directory), "dataset", "seed", "lr", "batch_size" and "data_root" added."""
     rows = []
     for path in sorted(Path(exp_dir).glob("*/summary.json")):
         settings = _training_settings(path.parent)
         summary = _read_json(path)
-        row = {**settings, "run": path.parent.name, **summary}
+        row = {**settings, "run": path.parent.name, "path": path.parent, **summary}
         row["dataset"] = summary.get("dataset") or settings.get("dataset") or UNKNOWN_DATASET
         rows.append(row)
     return rows
@@ -65,6 +69,17 @@ def select_dataset(rows, dataset) -> list:
         present = sorted({row["dataset"] for row in rows})
         raise UserError(f"No finished runs of dataset '{dataset}'; the runs here are of: {', '.join(present)}."
                         f"{did_you_mean(dataset, present)}")
+    return chosen
+
+
+def filter_runs(rows, patterns) -> list:
+    """The rows whose run directory name matches one of the globs `patterns` (e.g.
+    ['mlp_lr*', 'mlp_bs*']); UserError naming the runs present when none does."""
+    chosen = [row for row in rows if any(fnmatch.fnmatchcase(row["run"], p) for p in patterns)]
+    if not chosen:
+        names = sorted(row["run"] for row in rows)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise UserError(f"--filter {' '.join(patterns)} matches no finished run; the runs are: {shown}.")
     return chosen
 
 

@@ -1,7 +1,11 @@
-"""Print Markdown tables comparing every finished run under an experiment directory: one
-ranking per dataset (best final test accuracy first), with lr and batch size columns.
+"""Compare finished runs under an experiment directory.
 
-python scripts/compare_runs.py [--exp-dir runs] [--dataset NAME]
+Without --report: Markdown tables, one ranking per dataset (best final test accuracy first),
+with lr and batch size columns. With --report DIR: DIR/report.md and PNG figures (curves per
+epoch and per step with seeds as mean and band, final accuracy with its spread, mean +- std
+table over seeds; see executors/report.py).
+
+python scripts/compare_runs.py [--exp-dir runs] [--filter GLOB [GLOB ...]] [--dataset NAME] [--report DIR]
 """
 import sys
 from pathlib import Path
@@ -9,7 +13,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.paths import RUNS_DIR  # noqa: E402
-from executors.compare import collect_summaries, comparison, select_dataset  # noqa: E402
+from executors.compare import collect_summaries, comparison, filter_runs, select_dataset  # noqa: E402
+from executors.report import write_report  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
@@ -17,12 +22,21 @@ from utils.errors import UserError  # noqa: E402
 def main():
     parser = ArgumentParser(description=__doc__)
     parser.add_argument("--exp-dir", type=Path, default=Path(RUNS_DIR))
+    parser.add_argument("--filter", metavar="GLOB", nargs="+",
+                        help="only runs whose directory name matches one of these globs, e.g. 'mlp_lr*' 'mlp_bs*'")
     parser.add_argument("--dataset", help="only the runs of this data.name (e.g. KMNIST, OxfordIIITPet)")
+    parser.add_argument("--report", type=Path, metavar="DIR", help="write DIR/report.md and its figures")
     args = parser.parse_args()
     rows = collect_summaries(args.exp_dir)
     if not rows:
         raise UserError(f"No finished runs (*/summary.json) under {args.exp_dir}: train something first.")
-    print(comparison(select_dataset(rows, args.dataset) if args.dataset else rows))
+    rows = filter_runs(rows, args.filter) if args.filter else rows
+    rows = select_dataset(rows, args.dataset) if args.dataset else rows
+    if args.report is None:
+        print(comparison(rows))
+        return
+    source = f"Finished runs under `{args.exp_dir}`" + (f" matching `{' '.join(args.filter)}`" if args.filter else "")
+    print(f"Report: {write_report(rows, args.report, source)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,155 @@
+"""The run-comparison report: `DIR/report.md` and its PNG figures, per dataset.
+
+For each dataset: test accuracy and test loss per epoch (and validation accuracy when every
+run has a validation split), training loss per step (trailing mean over 2% of the steps),
+lr per step, and final test accuracy per config as bars with their spread; a table of mean
++- std over seeds; and each config's gap to the top one, told apart from noise only when it
+is larger than the spread (executors/report_stats.py). Configs are ranked on validation
+accuracy when every run has one (the choice is made there), else on test accuracy.
+"""
+import csv
+import datetime
+import re
+from pathlib import Path
+
+import numpy as np
+
+from executors.atomic_files import write_text_atomic
+from executors.compare import markdown_table
+from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
+from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key
+
+SMOOTHING_SHARE = 0.02  # the training-loss window, as a share of a config's steps
+
+
+def read_columns(path: Path):
+    """{column: float array} of a CSV file (empty cells as NaN), None when there is no file."""
+    if not path.is_file():
+        return None
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    columns = rows[0].keys() if rows else []
+    return {c: np.array([float(r[c]) if r[c] else np.nan for r in rows]) for c in columns}
+
+
+def _percent(pair) -> str:
+    mean, std = pair
+    if mean is None:
+        return ""
+    return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
+
+
+def _plain(pair, digits=4) -> str:
+    mean, std = pair
+    if mean is None:
+        return ""
+    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+
+
+def _number(value, pattern=",.0f") -> str:
+    return "" if value is None else format(value, pattern)
+
+
+def _curve_groups(stats, file_name, x_column, y_column, smooth) -> list:
+    """[(config, [(x, y) per run])] for the runs that have `file_name` with `y_column` values."""
+    groups = []
+    for entry in stats:
+        runs = []
+        for row in entry["runs"]:
+            columns = read_columns(Path(row["path"]) / file_name)
+            if columns and y_column in columns and not np.isnan(columns[y_column]).all():
+                runs.append((columns[x_column], columns[y_column]))
+        if runs and smooth:
+            window = max(1, round(SMOOTHING_SHARE * min(len(y) for _, y in runs)))
+            runs = [(x, trailing_mean(y, window)) for x, y in runs]
+        if runs:
+            groups.append((entry["config"], runs))
+    return groups
+
+
+def _figures(stats, name: str, slug: str, out_dir: Path) -> list:
+    """Write the dataset's figures; returns [(caption, file name)]."""
+    # caption, file, x column, y column, y label, smoothed and logarithmic
+    plots = [("test accuracy per epoch", "metrics.csv", "epoch", "test_accuracy", "accuracy", False),
+             ("test loss per epoch", "metrics.csv", "epoch", "test_loss", "cross-entropy", False),
+             ("training loss per step (trailing mean over 2% of the steps)", "steps.csv", "step", "loss",
+              "cross-entropy on the batch (log scale)", True),
+             ("learning rate per step", "steps.csv", "step", "lr", "lr", False)]
+    if selection_key(stats) == "final_val_accuracy":
+        plots.insert(1, ("validation accuracy per epoch (the model choice is made on it)", "metrics.csv", "epoch",
+                         "val_accuracy", "accuracy", False))
+    written = []
+    for caption, file_name, x_column, y_column, ylabel, smooth in plots:
+        groups = _curve_groups(stats, file_name, x_column, y_column, smooth)
+        if not groups:
+            continue
+        figure_name = f"{slug}_{y_column}_per_{x_column}.png"
+        figure = curves_figure(groups, f"{name}: {caption}", x_column, ylabel, log_y=smooth)
+        save(figure, out_dir / figure_name)
+        written.append((caption, figure_name))
+    bars = [(entry["config"], [r["final_test_accuracy"] for r in entry["runs"]]) for entry in stats]
+    caption = "final test accuracy (bar: mean, line: ± 1 std, dots: seeds)"
+    save(final_accuracy_figure(bars, f"{name}: {caption}", "test accuracy, %"), out_dir / f"{slug}_final_accuracy.png")
+    return written + [(caption, f"{slug}_final_accuracy.png")]
+
+
+def _table(stats) -> str:
+    has_val = selection_key(stats) == "final_val_accuracy"
+    head = ["config", "seeds", "parameters", "epochs"] + (["val acc %"] if has_val else []) + [
+        "test acc %", "test acc % at best.pt" if has_val else "best test acc %", "test loss", "train s", "train img/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for entry in stats:
+        cells = [entry["config"], ",".join(str(s) for s in entry["seeds"]), _number(entry["parameters"], ","),
+                 entry["epochs"]] + ([_percent(entry["final_val_accuracy"])] if has_val else []) + [
+            _percent(entry["final_test_accuracy"]), _percent(entry["best_test_accuracy"]),
+            _plain(entry["final_test_loss"]), _number(entry["wall_time_seconds"]),
+            _number(entry["train_images_per_second"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _gaps(stats) -> str:
+    best = stats[0]
+    lines = [f"Each config's mean final test accuracy minus that of **{best['config']}** (points), and whether "
+             f"the gap is larger than the spread (the sum of the two standard deviations):", "",
+             "| config | difference | spread | verdict |", "|---|---|---|---|"]
+    for entry in stats[1:]:
+        (mean, std), (best_mean, best_std) = entry["final_test_accuracy"], best["final_test_accuracy"]
+        spread = "" if std is None or best_std is None else f"{100 * (std + best_std):.2f}"
+        lines.append(f"| {entry['config']} | {100 * (mean - best_mean):+.2f} | {spread} | "
+                     f"{gap_verdict(best['final_test_accuracy'], entry['final_test_accuracy'])} |")
+    return "\n".join(lines)
+
+
+def _dataset_section(dataset: str, stats: list, out_dir: Path) -> str:
+    roots = {row.get("data_root") for entry in stats for row in entry["runs"]}
+    name = f"{dataset} ({roots.pop()})" if len(roots) == 1 and None not in roots else dataset
+    slug = re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_") or "runs"
+    stats = ranked(stats)
+    on = "validation" if selection_key(stats) == "final_val_accuracy" else "test"
+    runs = sum(len(entry["runs"]) for entry in stats)
+    parts = [f"## {name}", "", f"{len(stats)} configs, {runs} runs; ranked on mean final {on} accuracy. "
+             f"Values are mean ± sample standard deviation over seeds.", "", _table(stats), ""]
+    if len(stats) > 1:
+        parts += [_gaps(stats), ""]
+    for caption, file_name in _figures(stats, name, slug, out_dir):
+        parts += [f"![{name}: {caption}]({file_name})", ""]
+    return "\n".join(parts)
+
+
+def write_report(rows: list, out_dir, source: str) -> Path:
+    """Write `out_dir`/report.md and its figures for the finished runs `rows` (as
+    compare.collect_summaries returns them, with "path"); `source` says where they came
+    from (a line of the report). Returns the report's path."""
+    out_dir = Path(out_dir)
+    rows, ignored = newest_per_seed(rows)
+    stats = config_statistics(rows)
+    parts = ["# Run comparison", "", f"{source}; {datetime.date.today().isoformat()}.", ""]
+    if ignored:
+        parts += [f"Older runs of a config and seed that was trained again are left out: "
+                  f"{', '.join(sorted(row['run'] for row in ignored))}.", ""]
+    for dataset in sorted({entry["dataset"] for entry in stats}):
+        parts.append(_dataset_section(dataset, [e for e in stats if e["dataset"] == dataset], out_dir))
+    parts += ["## Every run", "", markdown_table(rows), ""]
+    write_text_atomic(out_dir / "report.md", "\n".join(parts))
+    return out_dir / "report.md"
