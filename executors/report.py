@@ -5,7 +5,9 @@ run has a validation split), training loss per step (trailing mean over 2% of th
 lr per step, and final test accuracy per config as bars with their spread; a table of mean
 +- std over seeds; and each config's gap to the top one, told apart from noise only when it
 is larger than the spread (executors/report_stats.py). Configs are ranked on validation
-accuracy when every run has one (the choice is made there), else on test accuracy.
+accuracy when every run has one (the choice is made there), else on test accuracy; the gaps
+are taken to the top config, or to a named baseline config (an ablation: each change
+against the base).
 """
 import csv
 import datetime
@@ -18,6 +20,7 @@ from executors.atomic_files import write_text_atomic
 from executors.compare import markdown_table
 from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
 from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key
+from utils.errors import UserError, did_you_mean
 
 SMOOTHING_SHARE = 0.02  # the training-loss window, as a share of a config's steps
 
@@ -108,12 +111,11 @@ def _table(stats) -> str:
     return "\n".join(lines)
 
 
-def _gaps(stats) -> str:
-    best = stats[0]
+def _gaps(stats, best: dict) -> str:
     lines = [f"Each config's mean final test accuracy minus that of **{best['config']}** (points), and whether "
              f"the gap is larger than the spread (the sum of the two standard deviations):", "",
              "| config | difference | spread | verdict |", "|---|---|---|---|"]
-    for entry in stats[1:]:
+    for entry in (entry for entry in stats if entry is not best):
         (mean, std), (best_mean, best_std) = entry["final_test_accuracy"], best["final_test_accuracy"]
         spread = "" if std is None or best_std is None else f"{100 * (std + best_std):.2f}"
         lines.append(f"| {entry['config']} | {100 * (mean - best_mean):+.2f} | {spread} | "
@@ -121,7 +123,7 @@ def _gaps(stats) -> str:
     return "\n".join(lines)
 
 
-def _dataset_section(dataset: str, stats: list, out_dir: Path) -> str:
+def _dataset_section(dataset: str, stats: list, out_dir: Path, baseline) -> str:
     roots = {row.get("data_root") for entry in stats for row in entry["runs"]}
     name = f"{dataset} ({roots.pop()})" if len(roots) == 1 and None not in roots else dataset
     slug = re.sub(r"[^a-z0-9]+", "_", dataset.lower()).strip("_") or "runs"
@@ -131,25 +133,31 @@ def _dataset_section(dataset: str, stats: list, out_dir: Path) -> str:
     parts = [f"## {name}", "", f"{len(stats)} configs, {runs} runs; ranked on mean final {on} accuracy. "
              f"Values are mean ± sample standard deviation over seeds.", "", _table(stats), ""]
     if len(stats) > 1:
-        parts += [_gaps(stats), ""]
+        reference = next((entry for entry in stats if entry["config"] == baseline), stats[0])
+        parts += [_gaps(stats, reference), ""]
     for caption, file_name in _figures(stats, name, slug, out_dir):
         parts += [f"![{name}: {caption}]({file_name})", ""]
     return "\n".join(parts)
 
 
-def write_report(rows: list, out_dir, source: str) -> Path:
+def write_report(rows: list, out_dir, source: str, baseline: str = None) -> Path:
     """Write `out_dir`/report.md and its figures for the finished runs `rows` (as
     compare.collect_summaries returns them, with "path"); `source` says where they came
-    from (a line of the report). Returns the report's path."""
+    from (a line of the report); gaps are taken to the config `baseline` (None: the top
+    one), a UserError when no dataset has it. Returns the report's path."""
     out_dir = Path(out_dir)
     rows, ignored = newest_per_seed(rows)
     stats = config_statistics(rows)
+    configs = sorted({entry["config"] for entry in stats})
+    if baseline is not None and baseline not in configs:
+        raise UserError(f"--baseline '{baseline}' is not among the configs compared: {', '.join(configs)}."
+                        f"{did_you_mean(baseline, configs)}")
     parts = ["# Run comparison", "", f"{source}; {datetime.date.today().isoformat()}.", ""]
     if ignored:
         parts += [f"Older runs of a config and seed that was trained again are left out: "
                   f"{', '.join(sorted(row['run'] for row in ignored))}.", ""]
     for dataset in sorted({entry["dataset"] for entry in stats}):
-        parts.append(_dataset_section(dataset, [e for e in stats if e["dataset"] == dataset], out_dir))
+        parts.append(_dataset_section(dataset, [e for e in stats if e["dataset"] == dataset], out_dir, baseline))
     parts += ["## Every run", "", markdown_table(rows), ""]
     write_text_atomic(out_dir / "report.md", "\n".join(parts))
     return out_dir / "report.md"

@@ -5,7 +5,8 @@ with lr and batch size columns. With --report DIR: DIR/report.md and PNG figures
 epoch and per step with seeds as mean and band, final accuracy with its spread, mean +- std
 table over seeds; see executors/report.py).
 
-python scripts/compare_runs.py [--exp-dir runs] [--filter GLOB [GLOB ...]] [--dataset NAME] [--report DIR]
+python scripts/compare_runs.py [--exp-dir runs] [--filter GLOB [GLOB ...]] [--dataset NAME]
+                              [--report DIR [--baseline CONFIG]]
 """
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ def main():
                         help="only runs whose directory name matches one of these globs, e.g. 'mlp_lr*' 'mlp_bs*'")
     parser.add_argument("--dataset", help="only the runs of this data.name (e.g. KMNIST, OxfordIIITPet)")
     parser.add_argument("--report", type=Path, metavar="DIR", help="write DIR/report.md and its figures")
+    parser.add_argument("--baseline", metavar="CONFIG", help="with --report: the gaps are to this config "
+                        "(e.g. mlp_base, a run's exp_name without _seed<k>), not to the best one")
     args = parser.parse_args()
     rows = collect_summaries(args.exp_dir)
     if not rows:
@@ -36,7 +39,7 @@ def main():
         print(comparison(rows))
         return
     source = f"Finished runs under `{args.exp_dir}`" + (f" matching `{' '.join(args.filter)}`" if args.filter else "")
-    print(f"Report: {write_report(rows, args.report, source)}")
+    print(f"Report: {write_report(rows, args.report, source, args.baseline)}")
 
 
 if __name__ == "__main__":

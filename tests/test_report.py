@@ -172,6 +172,16 @@ def test_report_writes_the_table_gaps_and_figures(runs, tmp_path):
     assert "## Every run" in text and text.count("| wide_seed") == 3
 
 
+def test_gaps_can_be_taken_to_a_named_baseline(runs, tmp_path):
+    text = write_report(collect_summaries(runs), tmp_path / "r", "x", baseline="base").read_text()
+    wide, base = ACCURACIES["wide"], ACCURACIES["base"]
+    assert "minus that of **base**" in text
+    assert f"| wide | {100 * (np.mean(wide) - np.mean(base)):+.2f} |" in text
+    with pytest.raises(UserError, match="'bse' is not among the configs compared: base, close, single, wide"):
+        write_report(collect_summaries(runs), tmp_path / "r2", "x", baseline="bse")
+    assert not (tmp_path / "r2").exists()
+
+
 def test_runs_without_steps_csv_are_left_out_of_the_step_figures_only(tmp_path):
     write_run(tmp_path / "runs", "old", 0, 0.8, steps=False)
     out = tmp_path / "report"
