@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from utils.errors import storage_error
+from utils.interrupts import signals_deferred
 
 TEMP_SUFFIX = ".tmp"
 
@@ -51,8 +52,13 @@ def write_atomic(path, write, binary=True) -> None:
     """Call `write(file)` on a temporary file beside `path`, then rename it over `path`.
 
     Raises StorageError (naming `path`) for an OS error; the temporary is removed on any error.
+    SIGINT/SIGTERM arriving meanwhile are raised once the file is in place (utils/interrupts.py).
     """
-    path = Path(path)
+    with signals_deferred():
+        _write_and_rename(Path(path), write, binary)
+
+
+def _write_and_rename(path: Path, write, binary: bool) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(path)

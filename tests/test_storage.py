@@ -2,20 +2,23 @@
 leftovers of killed writers. /dev/full gives a real ENOSPC without filling a disk."""
 import errno
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import executors.atomic_files
-from executors.atomic_files import write_text_atomic
+from executors.atomic_files import write_atomic, write_text_atomic
 from executors.checkpoint import save_checkpoint
 from executors.run_dir import new_run_dir
-from utils.errors import StorageError
+from utils import interrupts
+from utils.errors import Interrupted, StorageError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -154,3 +157,26 @@ def test_unusable_paths_exit_2_with_one_message(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert result.returncode == 2 and "Traceback" not in result.stderr, (case, result.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: ") and "a_file" in lines[0], (case, lines)
+
+
+def test_a_signal_during_a_write_is_raised_once_the_file_is_complete(tmp_path):
+    previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    interrupts.install()
+    try:
+        def write(file):
+            file.write(b"first half, ")
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, inside the write ...
+            file.write(b"second half")
+
+        with pytest.raises(Interrupted) as caught:
+            write_atomic(tmp_path / "last.pt", write)
+        assert caught.value.signal_number == signal.SIGTERM  # ... and raises after the rename
+        assert (tmp_path / "last.pt").read_bytes() == b"first half, second half"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+        with pytest.raises(Interrupted) as caught:  # outside a write: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        assert caught.value.signal_number == signal.SIGINT
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)

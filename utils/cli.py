@@ -11,8 +11,9 @@ import re
 import signal
 import sys
 
+from utils import interrupts
 from utils.config import available_configs
-from utils.errors import Interrupted, TrainingError, UserError, os_reason
+from utils.errors import TrainingError, UserError, os_reason
 
 
 EXIT_STATUSES = """exit status: 0 success; 1 training failed or the target was not reached;
@@ -67,16 +68,12 @@ def os_error_message(error: OSError) -> str:
     return f"cannot use {error.filename or 'a file'}: {os_reason(error)}."
 
 
-def _raise_interrupted(signal_number, frame):
-    raise Interrupted(signal_number)
-
-
 def run(main) -> None:
     """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback;
     an error raised in a DataLoader worker is shown with the worker's message alone),
-    SIGINT/SIGTERM -> 130/143 with what was saved. SIGTERM raises Interrupted, so it stops a run
-    exactly as Ctrl-C does (the tracker run ends KILLED)."""
-    signal.signal(signal.SIGTERM, _raise_interrupted)
+    SIGINT/SIGTERM -> 130/143 with what was saved. Both raise Interrupted, a KeyboardInterrupt
+    (the tracker run ends KILLED), never in the middle of a file write (utils/interrupts.py)."""
+    interrupts.install()
     try:
         status = main()
     except UserError as error:
