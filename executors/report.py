@@ -53,13 +53,14 @@ def _number(value, pattern=",.0f") -> str:
     return "" if value is None else format(value, pattern)
 
 
-def _curve_groups(stats, file_name, x_column, y_column, smooth) -> list:
-    """[(config, [(x, y) per run])] for the runs that have `file_name` with `y_column` values."""
+def _curve_groups(stats, tables, file_name, x_column, y_column, smooth) -> list:
+    """[(config, [(x, y) per run])] for the runs that have `file_name` with `y_column` values;
+    `tables` maps (run directory, file name) to read_columns of that file."""
     groups = []
     for entry in stats:
         runs = []
         for row in entry["runs"]:
-            columns = read_columns(Path(row["path"]) / file_name)
+            columns = tables[Path(row["path"]), file_name]
             if columns and y_column in columns and not np.isnan(columns[y_column]).all():
                 runs.append((columns[x_column], columns[y_column]))
         if runs and smooth:
@@ -81,9 +82,11 @@ def _figures(stats, name: str, slug: str, out_dir: Path) -> list:
     if selection_key(stats) == "final_val_accuracy":
         plots.insert(1, ("validation accuracy per epoch (the model choice is made on it)", "metrics.csv", "epoch",
                          "val_accuracy", "accuracy", False))
+    tables = {(Path(row["path"]), file_name): read_columns(Path(row["path"]) / file_name)
+              for entry in stats for row in entry["runs"] for file_name in ("metrics.csv", "steps.csv")}
     written = []
     for caption, file_name, x_column, y_column, ylabel, smooth in plots:
-        groups = _curve_groups(stats, file_name, x_column, y_column, smooth)
+        groups = _curve_groups(stats, tables, file_name, x_column, y_column, smooth)
         if not groups:
             continue
         figure_name = f"{slug}_{y_column}_per_{x_column}.png"
