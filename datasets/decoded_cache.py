@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,11 +143,16 @@ def _make_temporary_dir(cache_dir: Path, target: Path) -> Path:
 
 
 def _decode_all(paths, decode, prefix, max_side, name, workers):
-    """[uint8 [h, w, 3]] of every path, in order; a decoding DataError propagates."""
+    """[uint8 [h, w, 3]] of every path, in order; a decoding DataError propagates. A progress
+    bar on a terminal; elsewhere (a log file, a notebook) one line, not a frame per redraw."""
     loader = DataLoader(_DecodedSplit(paths, decode, prefix, max_side), batch_size=None,
                         num_workers=workers, collate_fn=_as_is)
+    interactive = sys.stderr.isatty()
+    if not interactive:
+        print(f"Decoding {len(paths)} {name} images into the cache", flush=True)
     arrays = []
-    for item in tqdm(loader, total=len(paths), desc=f"Decoding {name} into the cache", unit="img"):
+    for item in tqdm(loader, total=len(paths), desc=f"Decoding {name} into the cache", unit="img",
+                     disable=not interactive):
         if isinstance(item, DataError):
             raise item
         arrays.append(item)

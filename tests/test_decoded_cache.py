@@ -87,6 +87,16 @@ def test_prefix_is_applied_once_before_caching(tmp_path):
     assert other.sizes.tolist() == [[40, 50], [36, 30]] and len(cache_entries(tmp_path / "cache")) == 2
 
 
+@pytest.mark.parametrize("terminal", [False, True])
+def test_progress_is_a_bar_on_a_terminal_and_one_line_elsewhere(tmp_path, capsys, monkeypatch, terminal):
+    monkeypatch.setattr(decoded_cache.sys.stderr, "isatty", lambda: terminal)
+    paths, _ = write_images(tmp_path / "images", [(10, 12), (14, 9), (8, 8)])
+    load_or_build(paths, decode_rgb, name="train", cache_dir=tmp_path / "cache")
+    printed = capsys.readouterr()
+    assert ("Decoding 3 train images into the cache\n" in printed.out) is not terminal
+    assert ("\r" in printed.err) is terminal  # tqdm redraws with carriage returns
+
+
 def test_second_call_loads_and_a_changed_source_rebuilds(tmp_path, capsys):
     paths, arrays = write_images(tmp_path / "images", [(10, 12), (14, 9), (8, 8)])
     decode, cache_dir = CountingDecode(), tmp_path / "cache"
