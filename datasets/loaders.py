@@ -10,8 +10,8 @@ chooses between the two loader paths (`data.loader`):
   one-line note saying why. On the CPU, decoding files into per-item PIL workers measured
   faster than batched crops of the decoded cache (README, "Speed"), hence the last rule.
 
-With `data.val_fraction` > 0 a stratified share of the training split, fixed by the seed,
-becomes a third split, "val", evaluated with the test transforms on either path.
+With `data.val_fraction` > 0 a stratified share of the training split, fixed by
+`data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the test transforms on either path.
 """
 import copy
 
@@ -83,12 +83,15 @@ def subset(dataset, indices, split):
 
 def split_datasets(cfg):
     """{"train", ["val",] "test"} datasets of cfg.data without transforms; "val" holds out
-    data.val_fraction of the training split (holdout_indices, from cfg.seed)."""
+    data.val_fraction of the training split (holdout_indices, from data.val_seed, or cfg.seed
+    when that is None)."""
     data_cfg = cfg.data
     datasets = {split: dataset_class(data_cfg.name)(data_cfg, split) for split in ("train", "test")}
     fraction = data_cfg.get("val_fraction") or 0.0
     if fraction > 0:
-        train_indices, val_indices = holdout_indices(datasets["train"].labels, fraction, cfg.seed)
+        val_seed = data_cfg.get("val_seed")
+        train_indices, val_indices = holdout_indices(datasets["train"].labels, fraction,
+                                                     cfg.seed if val_seed is None else val_seed)
         datasets["val"] = subset(datasets["train"], val_indices, "val")
         datasets["train"] = subset(datasets["train"], train_indices, "train")
     return datasets

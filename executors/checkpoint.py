@@ -99,7 +99,8 @@ def load_model_weights(model: torch.nn.Module, state: dict, path) -> None:
 
 
 # Settings a resumed run cannot change: they decide the optimizer's state layout or the data.
-FIXED_ON_RESUME = {"train.optimizer": None, "train.no_bias_decay": False, "data.val_fraction": 0.0}
+FIXED_ON_RESUME = {"train.optimizer": None, "train.no_bias_decay": False, "data.val_fraction": 0.0,
+                   "data.val_seed": None}
 
 
 def _setting(config, dotted_key, default):

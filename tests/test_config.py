@@ -131,6 +131,7 @@ def test_unknown_layer_and_init_names_are_config_errors():
     ("model.layers=[('Flatten', {}), 'ReLU']", "model.layers=", "list of (name, {keyword arguments}) pairs"),
     ("model.init_type.weight=None", "model.init_type.weight=None", "a (name, {keyword arguments}) pair."),
     ("data.val_fraction=-0.2", "data.val_fraction=-0.2", "[0, 1)"),
+    ("data.val_seed=-1", "data.val_seed=-1", "a whole number in [0, 4294967295], or None"),
     ("logger.backend='mlfow'", "logger.backend='mlfow'", "Did you mean: mlflow"),
     ("logger.neptune_mode='online'", "logger.neptune_mode='online'", "offline, debug, async, sync, or None"),
     ("model_name='ResNet18'", "model_name='ResNet18'", "MLP, VGG16, ResNet50"),

@@ -62,6 +62,21 @@ def test_both_loader_paths_hold_out_the_same_images_and_evaluate_them_as_test_im
     assert datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path)).val is None
 
 
+def validation_images(cfg):
+    """uint8-exact float images [n, 1, 28, 28] of the validation split, in order."""
+    return torch.cat([batch["image"] for batch in datasets.loaders.build_loaders(cfg).val])
+
+
+def test_val_seed_fixes_the_held_out_images_across_run_seeds(kmnist_root, tmp_path):
+    def held_out(seed, *overrides):
+        return validation_images(kmnist_cfg(kmnist_root, tmp_path, "data.val_fraction=0.25", f"seed={seed}",
+                                            *overrides))
+    assert not torch.equal(held_out(1), held_out(2))  # default: drawn from the run's seed
+    fixed = held_out(1, "data.val_seed=7")
+    assert torch.equal(fixed, held_out(2, "data.val_seed=7"))
+    assert torch.equal(fixed, held_out(7))  # val_seed k holds out what seed k would
+
+
 def test_pets_validation_images_come_from_the_training_files_on_the_device_path(tmp_path):
     root = write_pets(tmp_path / "pets", train_per_class=4, test_per_class=2, size=(40, 32))
     cfg = load_config("resnet50_tricks", [f"data.root='{root}'", "data.download=False", "data.md5=None",
@@ -119,8 +134,9 @@ def test_best_checkpoint_is_chosen_on_validation_and_test_is_still_reported(tmp_
 
 
 def test_resume_with_validation_is_exact_and_refuses_another_fraction(tmp_path):
-    def trainer(name, epochs, fraction="0.2"):
-        cfg = mlp_cfg(tmp_path, f"exp_name='{name}'", f"train.epochs={epochs}", f"data.val_fraction={fraction}")
+    def trainer(name, epochs, fraction="0.2", *overrides):
+        cfg = mlp_cfg(tmp_path, f"exp_name='{name}'", f"train.epochs={epochs}", f"data.val_fraction={fraction}",
+                      *overrides)
         train, test, classes = prototype_loaders(batch_size=32)
         return Trainer(cfg, train, test, classes, val_loader=test)
     for name in ("full", "parts"):
@@ -132,6 +148,8 @@ def test_resume_with_validation_is_exact_and_refuses_another_fraction(tmp_path):
     torch.manual_seed(999)
     with pytest.raises(ConfigError, match=r"data.val_fraction=0.2 \(now 0.3\): resume with the same values"):
         trainer("parts", 3, fraction="0.3").load_model(tmp_path / "parts" / "last.pt")
+    with pytest.raises(ConfigError, match=r"data.val_seed=None \(now 5\)"):
+        trainer("parts", 3, "0.2", "data.val_seed=5").load_model(tmp_path / "parts" / "last.pt")
     resumed = trainer("parts", 3)
     resumed.load_model(tmp_path / "parts" / "last.pt")
     resumed.fit(tmp_path / "parts")

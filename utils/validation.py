@@ -133,6 +133,7 @@ RULES = {
     "data.mean": numbers(optional=True),
     "data.std": numbers(positive=True, optional=True),
     "data.val_fraction": number(0, 1, high_open=True),
+    "data.val_seed": whole(0, 2**32 - 1, optional=True),
     "data.transforms.train": specs(),
     "data.transforms.test": specs(),
     "train.epochs": whole(1),
