@@ -11,7 +11,8 @@ chooses between the two loader paths (`data.loader`):
   faster than batched crops of the decoded cache (README, "Speed"), hence the last rule.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
-`data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the test transforms on either path.
+`data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
+test transforms on either path.
 """
 import copy
 

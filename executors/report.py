@@ -19,7 +19,7 @@ import numpy as np
 from executors.atomic_files import write_text_atomic
 from executors.compare import markdown_table
 from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
-from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key
+from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key, spread
 from utils.errors import UserError, did_you_mean
 
 SMOOTHING_SHARE = 0.02  # the training-loss window, as a share of a config's steps
@@ -35,18 +35,16 @@ def read_columns(path: Path):
     return {c: np.array([float(r[c]) if r[c] else np.nan for r in rows]) for c in columns}
 
 
+def _mean_std(pair, digits=4, scale=1) -> str:
+    """'mean ± std' of a (mean, std) pair times `scale`; the mean alone when std is None."""
+    mean, std = pair
+    if mean is None:
+        return ""
+    return f"{scale * mean:.{digits}f}" + ("" if std is None else f" ± {scale * std:.{digits}f}")
+
+
 def _percent(pair) -> str:
-    mean, std = pair
-    if mean is None:
-        return ""
-    return f"{100 * mean:.2f}" + ("" if std is None else f" ± {100 * std:.2f}")
-
-
-def _plain(pair, digits=4) -> str:
-    mean, std = pair
-    if mean is None:
-        return ""
-    return f"{mean:.{digits}f}" + ("" if std is None else f" ± {std:.{digits}f}")
+    return _mean_std(pair, digits=2, scale=100)
 
 
 def _number(value, pattern=",.0f") -> str:
@@ -108,7 +106,7 @@ def _table(stats) -> str:
         cells = [entry["config"], ",".join(str(s) for s in entry["seeds"]), _number(entry["parameters"], ","),
                  entry["epochs"]] + ([_percent(entry["final_val_accuracy"])] if has_val else []) + [
             _percent(entry["final_test_accuracy"]), _percent(entry["best_test_accuracy"]),
-            _plain(entry["final_test_loss"]), _number(entry["wall_time_seconds"]),
+            _mean_std(entry["final_test_loss"]), _number(entry["wall_time_seconds"]),
             _number(entry["train_images_per_second"])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -119,10 +117,10 @@ def _gaps(stats, best: dict) -> str:
              f"the gap is larger than the spread (the sum of the two standard deviations):", "",
              "| config | difference | spread | verdict |", "|---|---|---|---|"]
     for entry in (entry for entry in stats if entry is not best):
-        (mean, std), (best_mean, best_std) = entry["final_test_accuracy"], best["final_test_accuracy"]
-        spread = "" if std is None or best_std is None else f"{100 * (std + best_std):.2f}"
-        lines.append(f"| {entry['config']} | {100 * (mean - best_mean):+.2f} | {spread} | "
-                     f"{gap_verdict(best['final_test_accuracy'], entry['final_test_accuracy'])} |")
+        pair, best_pair = entry["final_test_accuracy"], best["final_test_accuracy"]
+        limit = spread(best_pair, pair)
+        lines.append(f"| {entry['config']} | {100 * (pair[0] - best_pair[0]):+.2f} | "
+                     f"{'' if limit is None else f'{100 * limit:.2f}'} | {gap_verdict(best_pair, pair)} |")
     return "\n".join(lines)
 
 

@@ -87,9 +87,15 @@ def ranked(stats: list) -> list:
     return sorted(stats, key=lambda entry: -entry[key][0])
 
 
+def spread(best: tuple, other: tuple):
+    """The sum of the two (mean, std) pairs' standard deviations; None when one is unknown."""
+    return None if best[1] is None or other[1] is None else best[1] + other[1]
+
+
 def gap_verdict(best: tuple, other: tuple) -> str:
     """Whether `other` (mean, std) is told apart from `best` (mean, std): "larger than the
     spread", "within the spread", or "one seed: spread unknown"."""
-    if best[1] is None or other[1] is None:
+    limit = spread(best, other)
+    if limit is None:
         return "one seed: spread unknown"
-    return "larger than the spread" if abs(best[0] - other[0]) > best[1] + other[1] else "within the spread"
+    return "larger than the spread" if abs(best[0] - other[0]) > limit else "within the spread"

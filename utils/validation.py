@@ -111,6 +111,13 @@ def specs() -> Rule:
                 "a list of (name, {keyword arguments}) pairs")
 
 
+def whole_numbers(count=None) -> Rule:
+    """A list of whole numbers >= 1 (of `count` items when given)."""
+    return Rule(lambda value: isinstance(value, (list, tuple)) and (count is None or len(value) == count)
+                and all(_is_int(v) and v >= 1 for v in value),
+                f"a list of {count or 'some'} whole numbers >= 1")
+
+
 OPTIMIZERS = tuple(name for name in dir(torch.optim) if isinstance(getattr(torch.optim, name), type)
                    and issubclass(getattr(torch.optim, name), torch.optim.Optimizer) and name != "Optimizer")
 
@@ -164,13 +171,6 @@ RULES = {
     "logger.neptune_mode": one_of("offline", "debug", "async", "sync", optional=True),
     "logger.flush_every": whole(1),
 }
-
-def whole_numbers(count=None) -> Rule:
-    """A list of whole numbers >= 1 (of `count` items when given)."""
-    return Rule(lambda value: isinstance(value, (list, tuple)) and (count is None or len(value) == count)
-                and all(_is_int(v) and v >= 1 for v in value),
-                f"a list of {count or 'some'} whole numbers >= 1")
-
 
 MODEL_RULES = {  # the `model` section means something else for each model_name
     "MLP": {"model.layers": specs(), "model.init_type.weight": spec(), "model.init_type.bias": spec()},

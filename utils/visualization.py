@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from utils.metrics import accuracy_from_confusion, balanced_accuracy_from_confusion
+
 
 def plot_confusion_matrix(confusion, class_names, title="Confusion matrix") -> Figure:
     """Heat map of a confusion matrix of counts [C, C] (rows: true class, columns: predicted).
@@ -39,21 +41,21 @@ def plot_confusion_matrix(confusion, class_names, title="Confusion matrix") -> F
                     fontsize=8 if many else 10)
     axes.set_xlabel("Predicted label")
     axes.set_ylabel("True label (images)")
-    axes.set_title(f"{title}\n{_accuracies(counts, support)}", fontsize=10 if many else 12)
+    axes.set_title(f"{title}\n{_accuracies(counts)}", fontsize=10 if many else 12)
     for row, col in zip(*np.nonzero(counts)):
         axes.text(col, row, str(counts[row, col]), ha="center", va="center", fontsize=6 if many else 10,
                   color="white" if shares[row, col] > 0.5 else "black")
     return figure
 
 
-def _accuracies(counts: np.ndarray, support: np.ndarray) -> str:
-    """'accuracy 0.912, balanced accuracy 0.897 (1,000 images)' of a confusion matrix."""
-    total = int(support.sum())
+def _accuracies(counts: np.ndarray) -> str:
+    """'accuracy 0.912, balanced accuracy 0.897 (1,000 images)' of a confusion matrix [C, C]."""
+    total = int(counts.sum())
     if total == 0:
         return "no images"
-    present = support > 0
-    balanced = float(np.mean(np.diag(counts)[present] / support[present]))
-    return f"accuracy {np.trace(counts) / total:.3f}, balanced accuracy {balanced:.3f} ({total:,} images)"
+    confusion = torch.from_numpy(counts)
+    return (f"accuracy {accuracy_from_confusion(confusion):.3f}, "
+            f"balanced accuracy {balanced_accuracy_from_confusion(confusion):.3f} ({total:,} images)")
 
 
 def show_batch(originals, augmented, labels, class_names, mean, std, title="Batch before and after augmentation"):
