@@ -22,9 +22,9 @@ data_cfg = EasyDict(
         "t10k-labels-idx1-ubyte.gz": "7320c461ea6c1c855c0b718fb2a4b134",
     },
     num_workers=0,
-    # auto | device | workers: batches built on the training device from the whole split held
-    # there as uint8 (auto: when the transforms have batched versions and it fits), or per item
-    # in DataLoader workers. See datasets/loaders.py.
+    # auto | device | cached | workers: batches built on the training device from the whole
+    # split held there as uint8 (auto: when the transforms have batched versions and it fits),
+    # or per item in DataLoader workers (cached: image files only). See datasets/loaders.py.
     loader="auto",
     # Share of the training split held out for validation (stratified per class, fixed by
     # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment

@@ -27,8 +27,9 @@ data_cfg = EasyDict(
         "annotations.tar.gz": "95a8c909bbe2e81eed6a22bccdf3f68f",
     },
     num_workers=4,
-    # auto | device | workers (datasets/loaders.py). The device path decodes every image once
-    # into cache_dir (None: <repo>/data/cache), capped at cache_max_side px on the longer side.
+    # auto | device | cached | workers (datasets/loaders.py; auto: device on a GPU, cached on
+    # the CPU). device and cached decode every image once into cache_dir (None:
+    # <repo>/data/cache), capped at cache_max_side px on the longer side.
     loader="auto",
     # Share of the training split held out for validation (stratified per class, fixed by
     # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment

@@ -4,11 +4,13 @@ chooses between the two loader paths (`data.loader`):
 * `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
 * `device`: the whole split held on the training device as uint8, batches shuffled and
   augmented there (datasets/device_loader.py).
+* `cached`: per-item workers as above, but taking each image from the decoded cache and
+  jittering it in 8 bits with OpenCV, normalised per batch (datasets/cached_items.py).
 * `auto`: `device` when every transform of every split has a batched version, the splits
   together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
-  the CPU), and the data is in memory already or the device is a GPU; else `workers`, with a
-  one-line note saying why. On the CPU, decoding files into per-item PIL workers measured
-  faster than batched crops of the decoded cache (README, "Speed"), hence the last rule.
+  the CPU), and the data is in memory already or the device is a GPU. Image files on the
+  CPU take `cached` instead, which measured fastest there (README, "Speed"). Otherwise
+  `workers`, with a one-line note saying why.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
@@ -20,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
 from datasets.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
 from datasets.device_loader import DeviceLoader
 from datasets.kmnist import KMNIST
@@ -29,7 +32,7 @@ from utils.errors import ConfigError, did_you_mean
 from utils.runtime import resolve_device
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
-LOADERS = ("auto", "device", "workers")
+LOADERS = ("auto", "device", "cached", "workers")
 DEVICE_MEMORY_SHARE = 0.25
 TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
 
@@ -126,16 +129,17 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
-def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1):
+def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, collate_fn=None):
     """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
-    global batch; the training split is shuffled (per epoch, from the seed, when parallel)."""
+    global batch; the training split is shuffled (per epoch, from the seed, when parallel).
+    collate_fn None: torch's default (stacks the items' tensors)."""
     workers, sampler = cfg.data.num_workers, None
     if world_size > 1:
         sampler = (DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.seed) if split == "train"
                    else ShardSampler(len(dataset), rank, world_size))
     return EpochDataLoader(dataset, batch_size=(batch_size or cfg.train.batch_size) // world_size,
                            shuffle=split == "train" and sampler is None, sampler=sampler, num_workers=workers,
-                           pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+                           collate_fn=collate_fn, pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
 
 
 def _device_problem(dataset, prefix, transform):
@@ -164,14 +168,45 @@ def _batched_plans(data_cfg, datasets):
     return plans
 
 
+def _cached_plans(data_cfg, datasets):
+    """{split: (prefix specs, per-item transform, NormalizeBatch)}; raises NotCacheable."""
+    if any(is_in_memory(dataset) for dataset in datasets.values()):
+        raise NotCacheable("the images are in memory already, with nothing to decode; use data.loader='workers'.")
+    plans = {}
+    for split in datasets:
+        prefix, rest = split_prefix(data_cfg.transforms[TRANSFORMS_OF[split]])
+        plans[split] = (prefix, *per_item_plan(rest, data_cfg.mean, data_cfg.std))
+    return plans
+
+
+def _memory_problem(data_cfg, datasets, plans, device):
+    """Why the splits, held as uint8 (plans: {split: (prefix specs, ...)}), do not fit
+    DEVICE_MEMORY_SHARE of `device`'s memory (RAM for the CPU); None when they do."""
+    needed = sum(estimated_bytes(datasets[split], plans[split][0], data_cfg) for split in plans)
+    memory = device_memory_bytes(device)
+    if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
+        return (f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than {DEVICE_MEMORY_SHARE:.0%} "
+                f"of the {device.type} memory; data.loader='device' or 'cached' forces it")
+    return None
+
+
 def choose_loader(cfg, datasets, device):
-    """(kind, plans, reason): kind "device" with plans {split: (prefix, BatchedCompose)}, or
-    "workers" with plans None, for `datasets` {split: dataset}, as data.loader asks."""
+    """(kind, plans, reason): kind "device" with plans {split: (prefix, BatchedCompose)},
+    "cached" with plans {split: (prefix, per-item transform, NormalizeBatch)}, or "workers"
+    with plans None, for `datasets` {split: dataset}, as data.loader asks."""
     choice = cfg.data.get("loader", "auto")
     if choice not in LOADERS:
         raise ConfigError(f"data.loader='{choice}' is not one of {', '.join(LOADERS)}.{did_you_mean(choice, LOADERS)}")
-    if choice == "workers":
-        return "workers", None, "data.loader='workers'"
+    if choice in ("workers", "cached"):
+        plans = _cached_plans(cfg.data, datasets) if choice == "cached" else None
+        return choice, plans, f"data.loader='{choice}'"
+    if choice == "auto" and device.type == "cpu" and not is_in_memory(datasets["train"]):
+        try:
+            plans = _cached_plans(cfg.data, datasets)
+        except NotCacheable as error:
+            return "workers", None, str(error)
+        problem = _memory_problem(cfg.data, datasets, plans, device)
+        return ("workers", None, problem) if problem else ("cached", plans, "image files on the CPU: measured fastest there")
     try:
         plans = _batched_plans(cfg.data, datasets)
     except NotBatchable as error:
@@ -180,14 +215,8 @@ def choose_loader(cfg, datasets, device):
         return "workers", None, str(error)
     if choice == "device":
         return "device", plans, "data.loader='device'"
-    needed = sum(estimated_bytes(datasets[s], plans[s][0], cfg.data) for s in plans)
-    memory = device_memory_bytes(device)
-    if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
-        return "workers", None, (f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than "
-                                 f"{DEVICE_MEMORY_SHARE:.0%} of the {device.type} memory; data.loader='device' forces it")
-    if device.type == "cpu" and not is_in_memory(datasets["train"]):
-        return "workers", None, "image files on the CPU: per-item decoding and PIL transforms are faster there"
-    return "device", plans, f"both splits fit in {device.type} memory as uint8"
+    problem = _memory_problem(cfg.data, datasets, plans, device)
+    return ("workers", None, problem) if problem else ("device", plans, f"both splits fit in {device.type} memory as uint8")
 
 
 def _device_loaders(cfg, datasets, plans, device, rank, world_size):
@@ -196,6 +225,15 @@ def _device_loaders(cfg, datasets, plans, device, rank, world_size):
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
         loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
                                       seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size)
+    return loaders
+
+
+def _cached_loaders(cfg, datasets, plans, rank, world_size):
+    loaders = {}
+    for split, (prefix, transform, normalize) in plans.items():
+        images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, torch.device("cpu"))
+        items = CachedImages(images, sizes, labels, transform, split)
+        loaders[split] = make_loader(items, cfg, split, rank=rank, world_size=world_size, collate_fn=normalize)
     return loaders
 
 
@@ -219,6 +257,9 @@ def build_loaders(cfg, rank=0, world_size=1) -> Loaders:
     if kind == "device":
         loaders = _device_loaders(cfg, datasets, plans, device, rank, world_size)
         print(f"Data loader: device, batches built on {device} ({reason})")
+    elif kind == "cached":
+        loaders = _cached_loaders(cfg, datasets, plans, rank, world_size)
+        print(f"Data loader: cached, {data_cfg.num_workers} worker processes over the decoded cache ({reason})")
     else:
         for split, dataset in datasets.items():
             dataset.transforms = build_transforms(data_cfg.transforms[TRANSFORMS_OF[split]], data_cfg.mean,

@@ -8,7 +8,8 @@ def augmentation_preview(loader, count=8):
     cannot show its items before augmentation.
 
     A device loader previews itself; a DataLoader over a dataset that keeps its transforms in
-    `dataset.transforms` (KMNIST, OxfordIIITPet) is previewed through the dataset.
+    `dataset.transforms` (KMNIST, OxfordIIITPet, CachedImages) is previewed through the
+    dataset and batched by its own collate_fn.
     """
     if hasattr(loader, "preview"):
         return loader.preview(count)
@@ -24,5 +25,6 @@ def augmentation_preview(loader, count=8):
     finally:
         dataset.transforms = transforms
     with torch.random.fork_rng():  # the preview must not change the training run's random stream
-        augmented = torch.stack([transforms(item["image"]) for item in raw])
+        batch = loader.collate_fn([{"image": transforms(item["image"]), "label": item["label"]} for item in raw])
+    augmented = batch["image"]  # the loader's own collation: the cached path normalises there
     return [item["image"] for item in raw], augmented, [item["label"] for item in raw]

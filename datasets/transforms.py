@@ -12,7 +12,9 @@ from utils.errors import ConfigError, did_you_mean
 CUSTOM_TRANSFORMS = {"ColorJitterFactor": ColorJitterFactor}
 
 
-def _transform_class(name):
+def _transform_class(name, classes=None):
+    if classes and name in classes:
+        return classes[name]
     if name in CUSTOM_TRANSFORMS:
         return CUSTOM_TRANSFORMS[name]
     if isinstance(name, str) and not name.startswith("_") and isinstance(getattr(T, name, None), type):
@@ -22,8 +24,9 @@ def _transform_class(name):
     raise ConfigError(f"Unknown transform '{name}' in data.transforms.{hint}")
 
 
-def build_transforms(specs, mean=None, std=None) -> T.Compose:
-    """Compose the transforms named in `specs`, a list of (name, kwargs or None)."""
+def build_transforms(specs, mean=None, std=None, classes=None) -> T.Compose:
+    """Compose the transforms named in `specs`, a list of (name, kwargs or None); `classes`
+    {name: class} replaces the usual class of those names (the cached path's 8-bit twins)."""
     pipeline = []
     for name, kwargs in specs:
         kwargs = dict(kwargs or {})
@@ -33,7 +36,7 @@ def build_transforms(specs, mean=None, std=None) -> T.Compose:
             if kwargs["mean"] is None or kwargs["std"] is None:
                 raise ConfigError("Normalize needs mean and std: give them in data.transforms or in data.mean/std.")
         try:
-            pipeline.append(_transform_class(name)(**kwargs))
+            pipeline.append(_transform_class(name, classes)(**kwargs))
         except (TypeError, ValueError) as error:
             raise ConfigError(f"Transform {name}({kwargs}) is invalid: {error}.") from None
     return T.Compose(pipeline)

@@ -124,7 +124,7 @@ def test_unknown_layer_and_init_names_are_config_errors():
     ("device='gpu'", "device='gpu'", "auto, cpu, cuda, cuda:N or mps"),
     ("exp_name='../elsewhere'", "exp_name='../elsewhere'", "names the run directory"),
     ("exp_name=''", "exp_name=''", "names the run directory"),
-    ("data.loader='gpu'", "data.loader='gpu'", "one of auto, device, workers"),
+    ("data.loader='gpu'", "data.loader='gpu'", "one of auto, device, cached, workers"),
     ("data.val_fraction=1.0", "data.val_fraction=1.0", "[0, 1)"),
     ("train.optimizer='sgd'", "train.optimizer='sgd'", "Did you mean: SGD"),
     ("data.transforms.train=[('ToTensor',)]", "data.transforms.train=", "list of (name, {keyword arguments}) pairs"),

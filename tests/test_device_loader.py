@@ -282,11 +282,9 @@ def test_each_epoch_of_a_device_run_has_its_own_order(kmnist_root, tmp_path, one
     assert not torch.equal(orders[0], orders[1])
 
 
-def test_device_run_resumed_after_an_epoch_ends_with_the_same_weights(kmnist_root, tmp_path, one_thread):
-    def cfg(name):
-        return kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='device'", f"exp_name='{name}'",
-                          "train.epochs=2", "train.warmup_epochs=1.0")
-
+def assert_resume_is_exact(cfg, tmp_path):
+    """Train cfg("full") for its 2 epochs, and cfg("parts") for 1 then resumed from last.pt in
+    a "new process" (other RNG states); both must end with equal weights and test accuracies."""
     fit(cfg("full"), tmp_path / "full")
     fit(cfg("parts"), tmp_path / "parts", epochs=1)  # "interrupted" after one epoch
     assert load_checkpoint(tmp_path / "parts" / "last.pt")["epochs_completed"] == 1
@@ -300,6 +298,14 @@ def test_device_run_resumed_after_an_epoch_ends_with_the_same_weights(kmnist_roo
     for name, tensor in full["model"].items():
         assert torch.equal(tensor, parts["model"][name]), name
     assert [r["test_accuracy"] for r in parts["history"]] == [r["test_accuracy"] for r in full["history"]]
+
+
+def test_device_run_resumed_after_an_epoch_ends_with_the_same_weights(kmnist_root, tmp_path, one_thread):
+    def cfg(name):
+        return kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='device'", f"exp_name='{name}'",
+                          "train.epochs=2", "train.warmup_epochs=1.0")
+
+    assert_resume_is_exact(cfg, tmp_path)
 
 
 # ---------------------------------------------------------------- Oxford pets through the decoded cache
@@ -348,12 +354,3 @@ def test_pets_on_the_device_path_match_the_workers_test_pipeline_and_reuse_the_c
     assert torch.equal(again_train.images, train.images) and torch.equal(again_test.images, test.images)
     assert torch.equal(torch.cat([b["image"] for b in again_train]), torch.cat([b["image"] for b in batches]))
     assert sorted(Path(pets_cfg.data.root).rglob("*")) == root_files  # nothing written there
-
-
-def test_auto_reads_pets_files_with_workers_on_the_cpu(pets_cfg, capsys):
-    pets_cfg.data.loader = "auto"
-    train, test, _ = datasets.loaders.build_loaders(pets_cfg)
-    assert isinstance(train, DataLoader) and isinstance(test, DataLoader)
-    notes = loader_notes(capsys)
-    assert len(notes) == 1 and "workers" in notes[0] and "CPU" in notes[0]
-    assert not Path(pets_cfg.data.cache_dir).exists()  # nothing decoded into the cache

@@ -134,7 +134,7 @@ RULES = {
     "data.mirrors": strings(),
     "data.md5": mapping(optional=True),
     "data.num_workers": whole(0),
-    "data.loader": one_of("auto", "device", "workers"),
+    "data.loader": one_of("auto", "device", "cached", "workers"),
     "data.cache_dir": text(optional=True),
     "data.cache_max_side": whole(1, optional=True),
     "data.mean": numbers(optional=True),

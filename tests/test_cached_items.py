@@ -1,0 +1,166 @@
+"""The cached per-item path (datasets/cached_items.py) and its 8-bit colour jitter
+(datasets/color_jitter.py): OpenCV's adjustments against PIL's, the same random draws as the
+PIL jitter, batches equal to the workers path's up to the jitter, auto's choice on the CPU,
+lists it refuses, the preview, and exact resume."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+
+import datasets.loaders
+from datasets import batched_color
+from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
+from datasets.color_jitter import (ColorJitterFactor, ColorJitterFactor8Bit, brightness_8bit, hue_8bit,
+                                   saturation_8bit, scale_hue)
+from datasets.oxford_pet import OxfordIIITPet
+from datasets.preview import augmentation_preview
+from tests.synthetic_batches import natural_rgb_images
+from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_cfg, kmnist_root,  # noqa: F401
+                                      loader_notes, one_thread, pets_cfg)
+from utils.errors import ConfigError
+
+FACTORS = (0.6, 0.87, 1.0, 1.23, 1.4)
+PIXELS = natural_rgb_images([(96, 128)], seed=3)[0]
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_8bit_brightness_equals_pil_and_saturation_is_within_one_level(factor):
+    image = Image.fromarray(PIXELS)
+    assert np.array_equal(brightness_8bit(PIXELS, factor), np.asarray(TF.adjust_brightness(image, factor)))
+    difference = saturation_8bit(PIXELS, factor).astype(int) - np.asarray(TF.adjust_saturation(image, factor))
+    assert np.abs(difference).max() <= 1 and (difference != 0).mean() < 0.02  # measured: at most 1.1%
+
+
+@pytest.mark.parametrize("factor", FACTORS)
+def test_8bit_hue_scaling_is_nearer_the_exact_scaling_than_pils_8bit_hsv(factor):
+    unit = torch.from_numpy(PIXELS).permute(2, 0, 1)[None].float() / 255
+    exact = batched_color.scale_hue(unit, torch.tensor([factor]))[0].permute(1, 2, 0).numpy() * 255  # float HSV
+    ours = hue_8bit(PIXELS, factor).astype(float) - exact
+    pil = np.asarray(scale_hue(Image.fromarray(PIXELS), factor)).astype(float) - exact
+    assert np.abs(ours).mean() <= np.abs(pil).mean() and np.abs(ours).mean() < 0.7  # levels; measured 0.37-0.64
+    assert abs(ours.mean()) < 0.4
+    if factor != 1.0:  # it did turn the colours
+        assert np.abs(exact - PIXELS).mean() > 3
+
+
+@pytest.mark.parametrize("ranges", [{}, {"hue": None}, {"brightness": (0.9, 1.1), "saturation": None}])
+def test_8bit_jitter_draws_the_random_numbers_of_the_pil_jitter(ranges):
+    image, results = Image.fromarray(PIXELS), []
+    for jitter in (ColorJitterFactor(**ranges), ColorJitterFactor8Bit(**ranges)):
+        torch.manual_seed(7)
+        jittered = np.asarray(jitter(image)).astype(int)
+        results.append((jittered, torch.rand(4)))
+    (pil, pil_after), (ours, ours_after) = results
+    assert torch.equal(pil_after, ours_after)  # the same number of draws: later transforms see the same stream
+    assert np.abs(ours - pil).mean() < 1.5
+
+
+def test_per_item_plan_moves_totensor_and_normalize_to_the_batch():
+    transform, normalize = per_item_plan(PET_TRAIN, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
+    names = [type(t).__name__ for t in transform.transforms]
+    assert names == ["RandomResizedCrop", "RandomHorizontalFlip", "ColorJitterFactor8Bit", "PILToUint8"]
+    items = [{"image": torch.randint(0, 256, (3, 4, 5), dtype=torch.uint8), "label": label} for label in (2, 0)]
+    batch = normalize(items)
+    expected = TF.normalize(torch.stack([item["image"] for item in items]).float() / 255, [0.5, 0.4, 0.3],
+                            [0.2, 0.25, 0.3])
+    torch.testing.assert_close(batch["image"], expected, atol=1e-6, rtol=0)
+    assert batch["label"].tolist() == [2, 0] and batch["label"].dtype == torch.long
+
+
+@pytest.mark.parametrize("specs", [[("RandomHorizontalFlip", {})],
+                                   [("ToTensor", {}), ("RandomErasing", {}), ("Normalize", {})],
+                                   [("Normalize", {}), ("ToTensor", {})]])
+def test_per_item_plan_refuses_lists_without_a_trailing_totensor(specs):
+    with pytest.raises(NotCacheable, match="ToTensor"):
+        per_item_plan(specs)
+
+
+def build(cfg, loader):
+    """(train batches, test batches, train loader) of a fresh build on `loader`, iterated from one seed."""
+    cfg = copy.deepcopy(cfg)
+    cfg.data.loader = loader
+    train, test, _ = datasets.loaders.build_loaders(cfg)
+    torch.manual_seed(3)
+    return [batch for _ in range(4) for batch in train], list(test), train
+
+
+def unit_pixels(batches, cfg):
+    """Normalised batches back in [0, 1]: float [N, 3, H, W]."""
+    images = torch.cat([batch["image"] for batch in batches])
+    return images * torch.tensor(cfg.data.std).view(1, 3, 1, 1) + torch.tensor(cfg.data.mean).view(1, 3, 1, 1)
+
+
+def test_cached_batches_are_the_workers_batches_without_jitter(pets_cfg):
+    pets_cfg.data.transforms.train = [spec for spec in PET_TRAIN if spec[0] != "ColorJitterFactor"]
+    cached_train, cached_test, loader = build(pets_cfg, "cached")
+    workers_train, workers_test, _ = build(pets_cfg, "workers")
+    assert isinstance(loader.dataset, CachedImages) and len(cached_train) == len(workers_train) == 12
+    for ours, theirs in zip(cached_train + cached_test, workers_train + workers_test):
+        assert torch.equal(ours["label"], theirs["label"])  # the same shuffle
+        torch.testing.assert_close(ours["image"], theirs["image"], atol=1e-5, rtol=0)  # the same crops and flips
+
+
+def test_cached_batches_are_the_workers_batches_up_to_the_8bit_jitter(pets_cfg):
+    cached_train, _, _ = build(pets_cfg, "cached")
+    workers_train, _, _ = build(pets_cfg, "workers")
+    assert all(torch.equal(a["label"], b["label"]) for a, b in zip(cached_train, workers_train))
+    ours, theirs = unit_pixels(cached_train, pets_cfg), unit_pixels(workers_train, pets_cfg)
+    assert (ours - theirs).abs().mean() * 255 < 3  # levels; hue differs most where red wraps round the wheel
+    torch.testing.assert_close(ours.mean(dim=(0, 2, 3)), theirs.mean(dim=(0, 2, 3)), rtol=0.01, atol=0)
+    torch.testing.assert_close(ours.std(dim=(0, 2, 3)), theirs.std(dim=(0, 2, 3)), rtol=0.01, atol=0)
+
+
+def test_auto_takes_the_cached_path_for_pets_files_on_the_cpu_when_they_fit(pets_cfg, capsys, monkeypatch):
+    pets_cfg.data.loader = "auto"
+    train, test, _ = datasets.loaders.build_loaders(pets_cfg)
+    assert isinstance(train.dataset, CachedImages) and isinstance(test.dataset, CachedImages)
+    notes = loader_notes(capsys)
+    assert len(notes) == 1 and "cached" in notes[0] and "CPU" in notes[0]
+
+    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000)
+    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
+    assert isinstance(train.dataset, OxfordIIITPet)
+    notes = loader_notes(capsys)
+    assert len(notes) == 1 and "workers" in notes[0] and "GiB" in notes[0] and "'cached' forces it" in notes[0]
+
+
+def test_lists_the_cached_path_cannot_run_fall_back_or_fail(pets_cfg, kmnist_root, tmp_path, capsys):  # noqa: F811
+    pets_cfg.data.transforms.train = PET_TRAIN[:-2]  # no ToTensor
+    pets_cfg.data.loader = "auto"
+    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
+    assert isinstance(train.dataset, OxfordIIITPet)
+    notes = loader_notes(capsys)
+    assert len(notes) == 1 and "workers" in notes[0] and "ToTensor" in notes[0]
+    pets_cfg.data.loader = "cached"
+    with pytest.raises(ConfigError, match="ToTensor"):
+        datasets.loaders.build_loaders(pets_cfg)
+    with pytest.raises(ConfigError, match="in memory"):
+        datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp", "data.loader='cached'"))
+
+
+def test_preview_of_the_cached_path_shows_cached_originals_and_normalised_batches(pets_cfg):
+    pets_cfg.data.loader = "cached"
+    train = datasets.loaders.build_loaders(pets_cfg)[0]
+    state = torch.get_rng_state()
+    originals, augmented, labels = augmentation_preview(train, count=4)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(isinstance(image, Image.Image) for image in originals)
+    sizes = [image.size[::-1] for image in originals]
+    assert sizes == [tuple(train.dataset.sizes[i].tolist()) for i in range(0, 12, 3)]
+    assert augmented.shape == (4, 3, 32, 32) and augmented.dtype == torch.float32
+    unit = unit_pixels([{"image": augmented}], pets_cfg)
+    assert unit.min() > -1e-5 and unit.max() < 1 + 1e-5 and unit.std() > 0.05
+    assert labels == [train.dataset.labels[i].item() for i in range(0, 12, 3)]
+
+
+def test_cached_run_resumed_after_an_epoch_ends_with_the_same_weights(pets_cfg, tmp_path, one_thread):  # noqa: F811
+    def cfg(name):
+        run_cfg = copy.deepcopy(pets_cfg)
+        run_cfg.data.loader, run_cfg.exp_name = "cached", name
+        run_cfg.train.epochs, run_cfg.train.warmup_epochs = 2, 1.0
+        return run_cfg
+
+    assert_resume_is_exact(cfg, tmp_path)
