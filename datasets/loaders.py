@@ -8,9 +8,10 @@ chooses between the two loader paths (`data.loader`):
   jittering it in 8 bits with OpenCV, normalised per batch (datasets/cached_items.py).
 * `auto`: `device` when every transform of every split has a batched version, the splits
   together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
-  the CPU), and the data is in memory already or the device is a GPU. Image files on the
-  CPU take `cached` instead, which measured fastest there (README, "Speed"). Otherwise
-  `workers`, with a one-line note saying why.
+  the CPU), and the data is in memory already or the device is a GPU. Image files that do
+  not take it (always on the CPU) take `cached`, which measured fastest there (README,
+  "Speed"), when their lists allow it and they fit DEVICE_MEMORY_SHARE of the RAM.
+  Otherwise `workers`, with a one-line note saying why.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
@@ -190,6 +191,18 @@ def _memory_problem(data_cfg, datasets, plans, device):
     return None
 
 
+def _cached_or_workers(cfg, datasets, why_not_device):
+    """auto's choice for image files that do not take the device path: ("cached", plans,
+    reason) when the transform lists allow it and the splits fit DEVICE_MEMORY_SHARE of the
+    RAM, else ("workers", None, reason)."""
+    try:
+        plans = _cached_plans(cfg.data, datasets)
+    except NotCacheable as error:
+        return "workers", None, str(error)
+    problem = _memory_problem(cfg.data, datasets, plans, torch.device("cpu"))
+    return ("workers", None, problem) if problem else ("cached", plans, f"{why_not_device}; the cached path measured fastest")
+
+
 def choose_loader(cfg, datasets, device):
     """(kind, plans, reason): kind "device" with plans {split: (prefix, BatchedCompose)},
     "cached" with plans {split: (prefix, per-item transform, NormalizeBatch)}, or "workers"
@@ -200,23 +213,21 @@ def choose_loader(cfg, datasets, device):
     if choice in ("workers", "cached"):
         plans = _cached_plans(cfg.data, datasets) if choice == "cached" else None
         return choice, plans, f"data.loader='{choice}'"
-    if choice == "auto" and device.type == "cpu" and not is_in_memory(datasets["train"]):
-        try:
-            plans = _cached_plans(cfg.data, datasets)
-        except NotCacheable as error:
-            return "workers", None, str(error)
-        problem = _memory_problem(cfg.data, datasets, plans, device)
-        return ("workers", None, problem) if problem else ("cached", plans, "image files on the CPU: measured fastest there")
+    files = not is_in_memory(datasets["train"])
+    if choice == "auto" and files and device.type == "cpu":
+        return _cached_or_workers(cfg, datasets, "image files on the CPU")
     try:
         plans = _batched_plans(cfg.data, datasets)
     except NotBatchable as error:
         if choice == "device":
             raise
-        return "workers", None, str(error)
+        return _cached_or_workers(cfg, datasets, str(error).split(";")[0]) if files else ("workers", None, str(error))
     if choice == "device":
         return "device", plans, "data.loader='device'"
     problem = _memory_problem(cfg.data, datasets, plans, device)
-    return ("workers", None, problem) if problem else ("device", plans, f"both splits fit in {device.type} memory as uint8")
+    if problem:
+        return _cached_or_workers(cfg, datasets, problem.split(";")[0]) if files else ("workers", None, problem)
+    return "device", plans, f"both splits fit in {device.type} memory as uint8"
 
 
 def _device_loaders(cfg, datasets, plans, device, rank, world_size):

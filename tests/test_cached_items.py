@@ -164,3 +164,19 @@ def test_cached_run_resumed_after_an_epoch_ends_with_the_same_weights(pets_cfg, 
         return run_cfg
 
     assert_resume_is_exact(cfg, tmp_path)
+
+
+def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_take(pets_cfg, monkeypatch):
+    pets_cfg.data.loader = "auto"
+    splits = datasets.loaders.split_datasets(pets_cfg)
+    gpu = torch.device("cuda")  # only named: choose_loader asks the GPU nothing but its memory, patched here
+    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000 if device.type == "cuda" else 2**40)
+    kind, plans, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
+    assert kind == "cached" and "cuda memory" in reason and set(plans) == {"train", "test"}
+
+    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 2**40)
+    pets_cfg.data.transforms.train = [("RandomResizedCrop", {"size": 32}), ("RandomRotation", {"degrees": 10}),
+                                      ("ToTensor", {}), ("Normalize", {})]
+    kind, _, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
+    assert kind == "cached" and "RandomRotation" in reason
+    assert datasets.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
