@@ -2,24 +2,28 @@
 to feed image files (README, "Speed").
 
 Worker processes take each image from the decoded cache (datasets/decoded_cache.py) instead
-of decoding its JPEG, run the config's PIL transforms on it with ColorJitterFactor done on
-8-bit arrays by OpenCV (datasets/color_jitter.py), and hand over uint8 images; ToTensor and
-Normalize then run once per batch, in the worker (NormalizeBatch), instead of once per
-image. The transforms draw the same random numbers as on the `workers` path, so for images
-the cache keeps at full size the two paths give the same crops and flips, and colours
-within a few levels.
+of decoding its JPEG, as a uint8 [H, W, 3] view of the cache's planes, and run the config's
+transforms on 8-bit arrays: RandomResizedCrop, RandomHorizontalFlip (datasets/array_transforms.py)
+and ColorJitterFactor (datasets/color_jitter.py) have array twins that draw the same random
+numbers as the PIL transforms of the `workers` path; any other transform runs through PIL.
+ToTensor and Normalize then become one table look-up per channel, written straight into the
+batch (NormalizeBatch). So the two paths give the same crops and flips, with pixels within a
+level or two (the resize and the jitter are computed differently).
 """
+import cv2
 import numpy as np
 import torch
-from PIL import Image
+from torchvision import transforms as T
 from torch.utils.data import Dataset, get_worker_info
 
+from datasets.array_transforms import OnPIL, RandomHorizontalFlipArray, RandomResizedCropArray
 from datasets.color_jitter import ColorJitterFactor8Bit
 from datasets.transforms import build_transforms
 from utils.errors import ConfigError
 
 BATCH_STEPS = ("ToTensor", "Normalize")  # the list's tail, run per batch by NormalizeBatch
-EIGHT_BIT_TWINS = {"ColorJitterFactor": ColorJitterFactor8Bit}
+ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
+               "ColorJitterFactor": ColorJitterFactor8Bit}
 
 
 class NotCacheable(ConfigError):
@@ -27,13 +31,14 @@ class NotCacheable(ConfigError):
 
 
 class CachedImages(Dataset):
-    """Items {"image": transforms(RGB PIL image), "label": int} of a split held as a decoded canvas.
+    """Items {"image": transforms(uint8 [h, w, 3] RGB array), "label": int} of a split held as a decoded canvas.
 
     Args:
         images: uint8 [N, 3, H, W] on the CPU, each image at the top-left of the canvas.
         sizes: int64 [N, 2], (height, width) of each image, or None when all fill the canvas.
         labels: int64 [N].
-        transforms: callable on an RGB PIL image (per_item_transforms), or None.
+        transforms: callable on a uint8 [h, w, 3] array (per_item_plan), or None; without
+            them an item's image is a read-only view of the cache.
     """
 
     def __init__(self, images, sizes, labels, transforms=None, split="train"):
@@ -48,48 +53,48 @@ class CachedImages(Dataset):
         if self.sizes is not None:
             height, width = self.sizes[index].tolist()
             planes = planes[:, :height, :width]
-        image = Image.merge("RGB", [Image.fromarray(plane) for plane in planes])
-        return {"image": self.transforms(image) if self.transforms else image, "label": int(self.labels[index])}
-
-
-class PILToUint8:
-    """RGB PIL image -> uint8 tensor [3, H, W] (ToTensor without the conversion to float)."""
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        return torch.from_numpy(np.array(image, dtype=np.uint8)).permute(2, 0, 1)
-
-    def __repr__(self):
-        return f"{type(self).__name__}()"
+        pixels = planes.transpose(1, 2, 0)  # [h, w, 3], a view: steps copy only what they need
+        pixels.flags.writeable = False
+        return {"image": self.transforms(pixels) if self.transforms else pixels, "label": int(self.labels[index])}
 
 
 class NormalizeBatch:
-    """DataLoader collate_fn: items {"image": uint8 [3, H, W], "label": int} -> {"image": float
-    [B, 3, H, W] scaled to [0, 1] then (x - mean) / std per channel, as one multiply-add,
-    "label": int64 [B]}; mean/std None: scaled only (a list ending in ToTensor).
+    """DataLoader collate_fn: items {"image": uint8 [H, W, 3], "label": int} -> {"image": float
+    [B, 3, H, W], (pixel / 255 - mean) / std per channel, "label": int64 [B]}; mean/std None:
+    scaled to [0, 1] only (a list ending in ToTensor).
 
-    Images are converted one at a time, each while it is still in the CPU's cache (a third
-    faster than converting the stacked batch), straight into the batch; in a worker the batch
-    is made in shared memory, so it reaches the main process without a copy (as torch's
+    Each channel goes through a 256-entry float table (OpenCV's LUT) straight into its plane
+    of the batch: one pass, each image while it is still in the CPU's cache. In a worker the
+    batch is made in shared memory, so it reaches the main process without a copy (as torch's
     default collate does)."""
 
     def __init__(self, mean=None, std=None):
-        mean = torch.zeros(3) if mean is None else torch.tensor(mean, dtype=torch.float32)
-        std = torch.ones(3) if std is None else torch.tensor(std, dtype=torch.float32)
-        self.scale, self.shift = (1 / (255 * std)).view(-1, 1, 1), (-mean / std).view(-1, 1, 1)
+        mean = np.zeros(3) if mean is None else np.asarray(mean, dtype=np.float64)
+        std = np.ones(3) if std is None else np.asarray(std, dtype=np.float64)
+        levels = np.arange(256, dtype=np.float64)[:, None]
+        self.tables = [np.ascontiguousarray(column, dtype=np.float32) for column in ((levels / 255 - mean) / std).T]
 
     def __call__(self, items):
-        images = torch.empty((len(items), *items[0]["image"].shape), dtype=torch.float32)
+        shape = items[0]["image"].shape
+        images = torch.empty((len(items), 3, *shape[:2]), dtype=torch.float32)
         if get_worker_info() is not None:
             images.share_memory_()
-        for image, item in zip(images, items):
-            image.copy_(item["image"]).mul_(self.scale).add_(self.shift)
+        for image, item in zip(images.numpy(), items):
+            pixels = item["image"]
+            if pixels.shape != shape:
+                raise ValueError(f"cannot batch images of shapes {shape} and {pixels.shape}: the transforms "
+                                 f"must end with images of one size (RandomResizedCrop or CenterCrop).")
+            planes = [pixels[:, :, c] for c in range(3)] if pixels.strides[1] == 1 else cv2.split(pixels)
+            for plane, table, out in zip(planes, self.tables, image):
+                cv2.LUT(plane, table, dst=out)
         return {"image": images, "label": torch.tensor([item["label"] for item in items], dtype=torch.long)}
 
 
 def per_item_plan(specs, mean=None, std=None):
     """(per-item transform, NormalizeBatch) for a list of (name, kwargs) without its
     deterministic prefix: the list must end in ToTensor or ToTensor + Normalize, and those
-    two may not appear earlier; ColorJitterFactor becomes its 8-bit twin. Raises NotCacheable."""
+    two may not appear earlier; transforms with an array twin (ARRAY_TWINS) become it, the
+    others run through PIL (OnPIL). Raises NotCacheable."""
     names = [name for name, _ in specs]
     tail = 2 if names[-2:] == list(BATCH_STEPS) else 1 if names[-1:] == ["ToTensor"] else 0
     if tail == 0 or any(name in BATCH_STEPS for name in names[:-tail]):
@@ -99,6 +104,5 @@ def per_item_plan(specs, mean=None, std=None):
     if tail == 2:
         kwargs = dict(specs[-1][1] or {})
         normalize = NormalizeBatch(kwargs.get("mean", mean), kwargs.get("std", std))
-    pil_steps = build_transforms(specs[:-tail], classes=EIGHT_BIT_TWINS)
-    pil_steps.transforms.append(PILToUint8())
-    return pil_steps, normalize
+    steps = build_transforms(specs[:-tail], classes=ARRAY_TWINS).transforms
+    return T.Compose([step if type(step) in ARRAY_TWINS.values() else OnPIL(step) for step in steps]), normalize

@@ -25,6 +25,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from datasets.array_transforms import contiguous_rgb
+
 HUE_LEVELS = 255  # PIL's 8-bit HSV hue is int(turns * 255): one turn is levels 0-254, and 255 is 0 again
 OPENCV_HUE_LEVELS = 256  # OpenCV's COLOR_RGB2HSV_FULL: one turn is levels 0-255
 ADJUSTMENTS = ("brightness", "saturation", "hue")
@@ -96,8 +98,8 @@ def hue_8bit(pixels, factor: float):
 
 
 class ColorJitterFactor8Bit(ColorJitterFactor):
-    """ColorJitterFactor on 8-bit pixels with OpenCV: same arguments, same random draws; takes
-    and returns an RGB PIL image (the arrays are converted once each way)."""
+    """ColorJitterFactor on uint8 [H, W, 3] RGB arrays with OpenCV: same arguments, same
+    random draws; takes and returns an array (the cached path's images)."""
 
     def __init__(self, brightness=(0.6, 1.4), saturation=(0.6, 1.4), hue=(0.6, 1.4)):
         super().__init__(brightness, saturation, hue)
@@ -106,8 +108,8 @@ class ColorJitterFactor8Bit(ColorJitterFactor):
         # oversubscribe the cores, and a pool started before the workers fork can hang them.
         cv2.setNumThreads(0)
 
-    def forward(self, image: Image.Image) -> Image.Image:
-        pixels = np.asarray(image)
+    def forward(self, pixels: np.ndarray) -> np.ndarray:
+        pixels = contiguous_rgb(pixels)
         for name, factor in draw_adjustments(self.ranges):
             pixels = self.adjust[name](pixels, factor)
-        return Image.fromarray(pixels, "RGB")
+        return pixels

@@ -1,11 +1,12 @@
 """Datasets and loaders from the config: the one place that knows every dataset class and
-chooses between the two loader paths (`data.loader`):
+chooses between the loader paths (`data.loader`):
 
 * `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
 * `device`: the whole split held on the training device as uint8, batches shuffled and
   augmented there (datasets/device_loader.py).
 * `cached`: per-item workers as above, but taking each image from the decoded cache and
-  jittering it in 8 bits with OpenCV, normalised per batch (datasets/cached_items.py).
+  transforming it as an 8-bit array (crop, flip and colour jitter with their own twins),
+  normalised into the batch (datasets/cached_items.py).
 * `auto`: `device` when every transform of every split has a batched version, the splits
   together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
   the CPU), and the data is in memory already or the device is a GPU. Image files that do

@@ -26,7 +26,7 @@ def _transform_class(name, classes=None):
 
 def build_transforms(specs, mean=None, std=None, classes=None) -> T.Compose:
     """Compose the transforms named in `specs`, a list of (name, kwargs or None); `classes`
-    {name: class} replaces the usual class of those names (the cached path's 8-bit twins)."""
+    {name: class} replaces the usual class of those names (the cached path's array twins)."""
     pipeline = []
     for name, kwargs in specs:
         kwargs = dict(kwargs or {})
