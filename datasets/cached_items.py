@@ -10,20 +10,27 @@ ToTensor and Normalize then become one table look-up per channel, written straig
 batch (NormalizeBatch). So the two paths give the same crops and flips, with pixels within a
 level or two (the resize and the jitter are computed differently).
 """
-import cv2
 import numpy as np
 import torch
-from torchvision import transforms as T
 from torch.utils.data import Dataset, get_worker_info
+from torchvision import transforms as T
 
-from datasets.array_transforms import OnPIL, RandomHorizontalFlipArray, RandomResizedCropArray
-from datasets.color_jitter import ColorJitterFactor8Bit
 from datasets.transforms import build_transforms
 from utils.errors import ConfigError
 
+try:  # OpenCV: only this path needs it, and per_item_plan says so when it is missing
+    import cv2
+
+    from datasets.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
+                                           RandomResizedCropArray)
+    ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
+                   "ColorJitterFactor": ColorJitterFactor8Bit}
+except ModuleNotFoundError as missing:
+    if missing.name != "cv2":
+        raise
+    cv2 = ARRAY_TWINS = None
+
 BATCH_STEPS = ("ToTensor", "Normalize")  # the list's tail, run per batch by NormalizeBatch
-ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
-               "ColorJitterFactor": ColorJitterFactor8Bit}
 
 
 class NotCacheable(ConfigError):
@@ -95,6 +102,9 @@ def per_item_plan(specs, mean=None, std=None):
     deterministic prefix: the list must end in ToTensor or ToTensor + Normalize, and those
     two may not appear earlier; transforms with an array twin (ARRAY_TWINS) become it, the
     others run through PIL (OnPIL). Raises NotCacheable."""
+    if ARRAY_TWINS is None:
+        raise NotCacheable("the cached path needs OpenCV, which is not installed: pip install -r requirements.txt "
+                           "(opencv-python-headless), or use data.loader='workers'.")
     names = [name for name, _ in specs]
     tail = 2 if names[-2:] == list(BATCH_STEPS) else 1 if names[-1:] == ["ToTensor"] else 0
     if tail == 0 or any(name in BATCH_STEPS for name in names[:-tail]):

@@ -1,62 +1,26 @@
-"""The cached per-item path (datasets/cached_items.py) and its 8-bit colour jitter
-(datasets/color_jitter.py): OpenCV's adjustments against PIL's, the same random draws as the
-PIL jitter, batches equal to the workers path's up to the jitter, auto's choice on the CPU,
-lists it refuses, the preview, and exact resume."""
+"""The cached per-item path (datasets/cached_items.py): the batch normalisation, batches equal
+to the workers path's up to the resize and the jitter, auto's choice on the CPU and on a GPU,
+lists it refuses, a missing OpenCV, the preview, and exact resume."""
 import copy
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision.transforms import functional as TF
 
+import datasets.cached_items
 import datasets.loaders
-from datasets import batched_color
 from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
-from datasets.color_jitter import (ColorJitterFactor, ColorJitterFactor8Bit, brightness_8bit, hue_8bit,
-                                   saturation_8bit, scale_hue)
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.preview import augmentation_preview
-from tests.synthetic_batches import natural_rgb_images
 from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_cfg, kmnist_root,  # noqa: F401
                                       loader_notes, one_thread, pets_cfg)
 from utils.errors import ConfigError
 
-FACTORS = (0.6, 0.87, 1.0, 1.23, 1.4)
-PIXELS = natural_rgb_images([(96, 128)], seed=3)[0]
-
-
-@pytest.mark.parametrize("factor", FACTORS)
-def test_8bit_brightness_equals_pil_and_saturation_is_within_one_level(factor):
-    image = Image.fromarray(PIXELS)
-    assert np.array_equal(brightness_8bit(PIXELS, factor), np.asarray(TF.adjust_brightness(image, factor)))
-    difference = saturation_8bit(PIXELS, factor).astype(int) - np.asarray(TF.adjust_saturation(image, factor))
-    assert np.abs(difference).max() <= 1 and (difference != 0).mean() < 0.02  # measured: at most 1.1%
-
-
-@pytest.mark.parametrize("factor", FACTORS)
-def test_8bit_hue_scaling_is_nearer_the_exact_scaling_than_pils_8bit_hsv(factor):
-    unit = torch.from_numpy(PIXELS).permute(2, 0, 1)[None].float() / 255
-    exact = batched_color.scale_hue(unit, torch.tensor([factor]))[0].permute(1, 2, 0).numpy() * 255  # float HSV
-    ours = hue_8bit(PIXELS, factor).astype(float) - exact
-    pil = np.asarray(scale_hue(Image.fromarray(PIXELS), factor)).astype(float) - exact
-    assert np.abs(ours).mean() <= np.abs(pil).mean() and np.abs(ours).mean() < 0.7  # levels; measured 0.37-0.64
-    assert abs(ours.mean()) < 0.4
-    if factor != 1.0:  # it did turn the colours
-        assert np.abs(exact - PIXELS).mean() > 3
-
-
-@pytest.mark.parametrize("ranges", [{}, {"hue": None}, {"brightness": (0.9, 1.1), "saturation": None}])
-def test_8bit_jitter_draws_the_random_numbers_of_the_pil_jitter(ranges):
-    results = []
-    for jitter, image in ((ColorJitterFactor(**ranges), Image.fromarray(PIXELS)), (ColorJitterFactor8Bit(**ranges), PIXELS)):
-        torch.manual_seed(7)
-        jittered = np.asarray(jitter(image)).astype(int)
-        results.append((jittered, torch.rand(4)))
-    (pil, pil_after), (ours, ours_after) = results
-    assert torch.equal(pil_after, ours_after)  # the same number of draws: later transforms see the same stream
-    assert np.abs(ours - pil).mean() < 1.5
-
+REPO = Path(__file__).resolve().parents[1]
 
 def test_per_item_plan_moves_totensor_and_normalize_to_the_batch():
     transform, normalize = per_item_plan(PET_TRAIN, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
@@ -187,3 +151,23 @@ def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_ta
     kind, _, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "RandomRotation" in reason
     assert datasets.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
+
+
+def test_without_opencv_the_library_works_and_only_the_cached_path_says_what_is_missing(pets_cfg, capsys, monkeypatch):
+    script = ("import sys; sys.modules['cv2'] = None  # as if OpenCV were not installed\n"
+              "import executors.trainer, datasets.loaders\n"
+              "from datasets.cached_items import NotCacheable, per_item_plan\n"
+              "try:\n    per_item_plan([('ToTensor', {})])\nexcept NotCacheable as error:\n    print(error)\n")
+    finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    assert "needs OpenCV" in finished.stdout and "opencv-python-headless" in finished.stdout
+
+    monkeypatch.setattr(datasets.cached_items, "ARRAY_TWINS", None)  # what that import leaves
+    pets_cfg.data.loader = "auto"
+    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
+    assert isinstance(train.dataset, OxfordIIITPet)
+    notes = loader_notes(capsys)
+    assert len(notes) == 1 and "workers" in notes[0] and "OpenCV" in notes[0]
+    pets_cfg.data.loader = "cached"
+    with pytest.raises(ConfigError, match="needs OpenCV"):
+        datasets.loaders.build_loaders(pets_cfg)
