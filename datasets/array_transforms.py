@@ -41,7 +41,7 @@ def contiguous_rgb(pixels: np.ndarray) -> np.ndarray:
 
 
 class RandomResizedCropArray(T.RandomResizedCrop):
-    """RandomResizedCrop of a uint8 [H, W, 3] array to uint8 [size, size, 3]; bilinear and
+    """RandomResizedCrop of a uint8 [H, W, 3] array to uint8 [height, width, 3] of `size`; bilinear and
     bicubic resize with torch's uint8 kernel, other interpolations through PIL."""
 
     def forward(self, pixels: np.ndarray) -> np.ndarray:

@@ -91,7 +91,8 @@ class NormalizeBatch:
             if pixels.shape != shape:
                 raise ValueError(f"cannot batch images of shapes {shape} and {pixels.shape}: the transforms "
                                  f"must end with images of one size (RandomResizedCrop or CenterCrop).")
-            planes = [pixels[:, :, c] for c in range(3)] if pixels.strides[1] == 1 else cv2.split(pixels)
+            is_planes_view = pixels.strides[1] == 1  # a view of [3, H, W] planes, as the cache hands it over
+            planes = [pixels[:, :, c] for c in range(3)] if is_planes_view else cv2.split(pixels)
             for plane, table, out in zip(planes, self.tables, image):
                 cv2.LUT(plane, table, dst=out)
         return {"image": images, "label": torch.tensor([item["label"] for item in items], dtype=torch.long)}
