@@ -3,9 +3,9 @@ to feed image files (README, "Speed").
 
 Worker processes take each image from the decoded cache (datasets/decoded_cache.py) instead
 of decoding its JPEG, as a uint8 [H, W, 3] view of the cache's planes, and run the config's
-transforms on 8-bit arrays: RandomResizedCrop, RandomHorizontalFlip (datasets/array_transforms.py)
-and ColorJitterFactor (datasets/color_jitter.py) have array twins that draw the same random
-numbers as the PIL transforms of the `workers` path; any other transform runs through PIL.
+transforms on 8-bit arrays: RandomResizedCrop, RandomHorizontalFlip and ColorJitterFactor
+have array twins (datasets/array_transforms.py) that draw the same random numbers as the PIL
+transforms of the `workers` path; any other transform runs through PIL.
 ToTensor and Normalize then become one table look-up per channel, written straight into the
 batch (NormalizeBatch). So the two paths give the same crops and flips, with pixels within a
 level or two (the resize and the jitter are computed differently).

@@ -141,7 +141,8 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, coll
                    else ShardSampler(len(dataset), rank, world_size))
     return EpochDataLoader(dataset, batch_size=(batch_size or cfg.train.batch_size) // world_size,
                            shuffle=split == "train" and sampler is None, sampler=sampler, num_workers=workers,
-                           collate_fn=collate_fn, pin_memory=torch.cuda.is_available(), prefetch_factor=4 if workers else None)
+                           collate_fn=collate_fn, pin_memory=torch.cuda.is_available(),
+                           prefetch_factor=4 if workers else None)
 
 
 def _device_problem(dataset, prefix, transform):
@@ -201,7 +202,9 @@ def _cached_or_workers(cfg, datasets, why_not_device):
     except NotCacheable as error:
         return "workers", None, str(error)
     problem = _memory_problem(cfg.data, datasets, plans, torch.device("cpu"))
-    return ("workers", None, problem) if problem else ("cached", plans, f"{why_not_device}; the cached path measured fastest")
+    if problem:
+        return "workers", None, problem
+    return "cached", plans, f"{why_not_device}; the cached path measured fastest"
 
 
 def choose_loader(cfg, datasets, device):
@@ -241,6 +244,7 @@ def _device_loaders(cfg, datasets, plans, device, rank, world_size):
 
 
 def _cached_loaders(cfg, datasets, plans, rank, world_size):
+    """{split: DataLoader over CachedImages of the split's decoded cache, batched by its NormalizeBatch}."""
     loaders = {}
     for split, (prefix, transform, normalize) in plans.items():
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, torch.device("cpu"))
