@@ -98,16 +98,22 @@ def test_auto_takes_the_cached_path_for_pets_files_on_the_cpu_when_they_fit(pets
     assert len(notes) == 1 and "workers" in notes[0] and "GiB" in notes[0] and "'cached' forces it" in notes[0]
 
 
-def test_lists_the_cached_path_cannot_run_fall_back_or_fail(pets_cfg, kmnist_root, tmp_path, capsys):  # noqa: F811
-    pets_cfg.data.transforms.train = PET_TRAIN[:-2]  # no ToTensor
+def assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, reason):
+    """With pets_cfg as it is, auto falls back to workers with one note naming `reason`, and
+    data.loader='cached' is a config error matching it."""
     pets_cfg.data.loader = "auto"
     train, _, _ = datasets.loaders.build_loaders(pets_cfg)
     assert isinstance(train.dataset, OxfordIIITPet)
     notes = loader_notes(capsys)
-    assert len(notes) == 1 and "workers" in notes[0] and "ToTensor" in notes[0]
+    assert len(notes) == 1 and "workers" in notes[0] and reason in notes[0]
     pets_cfg.data.loader = "cached"
-    with pytest.raises(ConfigError, match="ToTensor"):
+    with pytest.raises(ConfigError, match=reason):
         datasets.loaders.build_loaders(pets_cfg)
+
+
+def test_lists_the_cached_path_cannot_run_fall_back_or_fail(pets_cfg, kmnist_root, tmp_path, capsys):  # noqa: F811
+    pets_cfg.data.transforms.train = PET_TRAIN[:-2]  # no ToTensor
+    assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, "ToTensor")
     with pytest.raises(ConfigError, match="in memory"):
         datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp", "data.loader='cached'"))
 
@@ -141,7 +147,8 @@ def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_ta
     pets_cfg.data.loader = "auto"
     splits = datasets.loaders.split_datasets(pets_cfg)
     gpu = torch.device("cuda")  # only named: choose_loader asks the GPU nothing but its memory, patched here
-    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000 if device.type == "cuda" else 2**40)
+    monkeypatch.setattr(datasets.loaders, "device_memory_bytes",
+                        lambda device: 1000 if device.type == "cuda" else 2**40)
     kind, plans, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "cuda memory" in reason and set(plans) == {"train", "test"}
 
@@ -163,11 +170,4 @@ def test_without_opencv_the_library_works_and_only_the_cached_path_says_what_is_
     assert "needs OpenCV" in finished.stdout and "opencv-python-headless" in finished.stdout
 
     monkeypatch.setattr(datasets.cached_items, "ARRAY_TWINS", None)  # what that import leaves
-    pets_cfg.data.loader = "auto"
-    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
-    assert isinstance(train.dataset, OxfordIIITPet)
-    notes = loader_notes(capsys)
-    assert len(notes) == 1 and "workers" in notes[0] and "OpenCV" in notes[0]
-    pets_cfg.data.loader = "cached"
-    with pytest.raises(ConfigError, match="needs OpenCV"):
-        datasets.loaders.build_loaders(pets_cfg)
+    assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, "needs OpenCV")
