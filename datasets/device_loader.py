@@ -16,8 +16,7 @@ import numpy as np
 import torch
 
 from datasets.batch import ImageBatch, to_device
-
-SEED_STRIDE = 1_000_003  # epochs of one seed never reuse another seed's generator states
+from datasets.item_seeds import stream_seed
 
 
 class DeviceLoader:
@@ -59,7 +58,7 @@ class DeviceLoader:
 
     def _generator(self, stream: int):
         """CPU generator of this epoch's stream: 0 shuffles (the same on every process), 1 + rank augments."""
-        return torch.Generator().manual_seed(((self.seed * SEED_STRIDE + self.epoch) * SEED_STRIDE + stream) % 2 ** 63)
+        return torch.Generator().manual_seed(stream_seed(self.seed, self.epoch, stream))
 
     def __iter__(self):
         generator = self._generator(1 + self.rank)

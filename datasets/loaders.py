@@ -21,12 +21,13 @@ test transforms on either path.
 import copy
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
 from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
 from datasets.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
 from datasets.device_loader import DeviceLoader
+from datasets.item_seeds import EpochItems, SeededItems
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.transforms import build_transforms
@@ -110,39 +111,24 @@ def build_dataset(data_cfg, split):
 
 
 class EpochDataLoader(DataLoader):
-    """A DataLoader whose sampler, if it shuffles per epoch (DistributedSampler), is told the epoch."""
+    """A DataLoader over SeededItems whose EpochItems sampler is told the epoch."""
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):
-            self.sampler.set_epoch(epoch)
-
-
-class ShardSampler(Sampler):
-    """Items rank, rank + world_size, ... in order: each test image in exactly one process's
-    share (DistributedSampler would pad the shares with repeated images)."""
-
-    def __init__(self, size, rank, world_size):
-        self.indices = range(rank, size, world_size)
-
-    def __iter__(self):
-        return iter(self.indices)
-
-    def __len__(self):
-        return len(self.indices)
+        self.sampler.set_epoch(epoch)
 
 
 def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, collate_fn=None):
     """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
-    global batch; the training split is shuffled (per epoch, from the seed, when parallel).
-    collate_fn None: torch's default (stacks the items' tensors)."""
-    workers, sampler = cfg.data.num_workers, None
-    if world_size > 1:
-        sampler = (DistributedSampler(dataset, world_size, rank, shuffle=True, seed=cfg.seed) if split == "train"
-                   else ShardSampler(len(dataset), rank, world_size))
-    return EpochDataLoader(dataset, batch_size=(batch_size or cfg.train.batch_size) // world_size,
-                           shuffle=split == "train" and sampler is None, sampler=sampler, num_workers=workers,
-                           collate_fn=collate_fn, pin_memory=torch.cuda.is_available(),
-                           prefetch_factor=4 if workers else None)
+    global batch; the training split is shuffled per epoch, and every item's randomness is
+    fixed by (cfg.seed, epoch, index) (datasets/item_seeds.py), so the worker processes
+    stay alive from epoch to epoch. collate_fn None: torch's default (stacks the items' tensors)."""
+    workers = cfg.data.num_workers
+    sampler = EpochItems(len(dataset), cfg.seed, shuffle=split == "train", rank=rank, world_size=world_size)
+    return EpochDataLoader(SeededItems(dataset), batch_size=(batch_size or cfg.train.batch_size) // world_size,
+                           sampler=sampler, num_workers=workers, collate_fn=collate_fn,
+                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                           prefetch_factor=4 if workers else None,
+                           generator=torch.Generator().manual_seed(cfg.seed))  # its base seed, not the run's stream
 
 
 def _device_problem(dataset, prefix, transform):

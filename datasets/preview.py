@@ -1,6 +1,8 @@
 """A few training items before and after their transforms, for show_batch."""
 import torch
 
+from datasets.item_seeds import SeededItems
+
 
 def augmentation_preview(loader, count=8):
     """(originals: list of PIL images or uint8 arrays, augmented: float [N, C, H, W], labels:
@@ -8,12 +10,13 @@ def augmentation_preview(loader, count=8):
     cannot show its items before augmentation.
 
     A device loader previews itself; a DataLoader over a dataset that keeps its transforms in
-    `dataset.transforms` (KMNIST, OxfordIIITPet, CachedImages) is previewed through the
-    dataset and batched by its own collate_fn.
+    `dataset.transforms` (KMNIST, OxfordIIITPet, CachedImages; wrapped in SeededItems) is
+    previewed through the dataset and batched by its own collate_fn.
     """
     if hasattr(loader, "preview"):
         return loader.preview(count)
     dataset = getattr(loader, "dataset", None)
+    dataset = dataset.dataset if isinstance(dataset, SeededItems) else dataset
     transforms = getattr(dataset, "transforms", None)
     if transforms is None:
         return None
