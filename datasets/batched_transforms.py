@@ -9,14 +9,14 @@ not support, raises NotBatchable, which names it.
 from datasets.batch import ImageBatch
 from datasets.batched_color import ColorJitterFactor, Normalize, ToTensor
 from datasets.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
-from utils.errors import ConfigError
+from utils.errors import UnsuitableLoader
 
 BATCHED_TRANSFORMS = {cls.__name__: cls for cls in (Pad, RandomCrop, RandomHorizontalFlip, RandomAffine,
                                                     RandomResizedCrop, ColorJitterFactor, ToTensor, Normalize)}
 PREFIX_TRANSFORMS = ("Resize", "CenterCrop")  # deterministic: applied once, when a split is cached
 
 
-class NotBatchable(ConfigError):
+class NotBatchable(UnsuitableLoader):
     """A transform of the config has no batched version (the device loader cannot run it)."""
 
 
@@ -55,13 +55,12 @@ def build_batched_transforms(specs, mean=None, std=None) -> BatchedCompose:
         kwargs = dict(kwargs or {})
         if name not in BATCHED_TRANSFORMS:
             raise NotBatchable(f"the transform {name} has no batched version for data.loader='device' "
-                               f"(batched: {', '.join(BATCHED_TRANSFORMS)}); use data.loader='workers'.")
+                               f"(batched: {', '.join(BATCHED_TRANSFORMS)})")
         if name == "Normalize":
             kwargs.setdefault("mean", mean)
             kwargs.setdefault("std", std)
         try:
             transforms.append(BATCHED_TRANSFORMS[name](**kwargs))
         except (TypeError, ValueError) as error:
-            raise NotBatchable(f"the batched {name}({kwargs}) is not supported ({error}); "
-                               f"use data.loader='workers'.") from None
+            raise NotBatchable(f"the batched {name}({kwargs}) is not supported ({error})") from None
     return BatchedCompose(transforms)

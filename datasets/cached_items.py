@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, get_worker_info
 from torchvision import transforms as T
 
 from datasets.transforms import build_transforms
-from utils.errors import ConfigError
+from utils.errors import UnsuitableLoader
 
 try:  # OpenCV: only this path needs it, and per_item_plan says so when it is missing
     import cv2
@@ -33,7 +33,7 @@ except ModuleNotFoundError as missing:
 BATCH_STEPS = ("ToTensor", "Normalize")  # the list's tail, run per batch by NormalizeBatch
 
 
-class NotCacheable(ConfigError):
+class NotCacheable(UnsuitableLoader):
     """A transform list the cached path cannot run."""
 
 
@@ -104,13 +104,13 @@ def per_item_plan(specs, mean=None, std=None):
     two may not appear earlier; transforms with an array twin (ARRAY_TWINS) become it, the
     others run through PIL (OnPIL). Raises NotCacheable."""
     if ARRAY_TWINS is None:
-        raise NotCacheable("the cached path needs OpenCV, which is not installed: pip install -r requirements.txt "
-                           "(opencv-python-headless), or use data.loader='workers'.")
+        raise NotCacheable("the cached path needs OpenCV, which is not installed",
+                           "pip install -r requirements.txt (opencv-python-headless), or use data.loader='workers'")
     names = [name for name, _ in specs]
     tail = 2 if names[-2:] == list(BATCH_STEPS) else 1 if names[-1:] == ["ToTensor"] else 0
     if tail == 0 or any(name in BATCH_STEPS for name in names[:-tail]):
         raise NotCacheable(f"the transform list {names} does not end in ToTensor (+ Normalize) alone, "
-                           f"which the cached path moves to the batch; use data.loader='workers'.")
+                           f"which the cached path moves to the batch")
     normalize = NormalizeBatch()
     if tail == 2:
         kwargs = dict(specs[-1][1] or {})

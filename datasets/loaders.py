@@ -37,6 +37,7 @@ from utils.runtime import resolve_device
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
 LOADERS = ("auto", "device", "cached", "workers")
 DEVICE_MEMORY_SHARE = 0.25
+FORCE_HINT = "data.loader='device' or 'cached' forces it"  # auto's note when the splits are too big
 TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
 
 
@@ -153,14 +154,14 @@ def _batched_plans(data_cfg, datasets):
         plans[split] = prefix, build_batched_transforms(rest, data_cfg.mean, data_cfg.std)
         problem = _device_problem(dataset, *plans[split])
         if problem:
-            raise NotBatchable(f"{problem}; use data.loader='workers'.")
+            raise NotBatchable(problem)
     return plans
 
 
 def _cached_plans(data_cfg, datasets):
     """{split: (prefix specs, per-item transform, NormalizeBatch)}; raises NotCacheable."""
     if any(is_in_memory(dataset) for dataset in datasets.values()):
-        raise NotCacheable("the images are in memory already, with nothing to decode; use data.loader='workers'.")
+        raise NotCacheable("the images are in memory already, with nothing to decode")
     plans = {}
     for split in datasets:
         prefix, rest = split_prefix(data_cfg.transforms[TRANSFORMS_OF[split]])
@@ -175,7 +176,7 @@ def _memory_problem(data_cfg, datasets, plans, device):
     memory = device_memory_bytes(device)
     if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
         return (f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than {DEVICE_MEMORY_SHARE:.0%} "
-                f"of the {device.type} memory; data.loader='device' or 'cached' forces it")
+                f"of the {device.type} memory")
     return None
 
 
@@ -189,7 +190,7 @@ def _cached_or_workers(cfg, datasets, why_not_device):
         return "workers", None, str(error)
     problem = _memory_problem(cfg.data, datasets, plans, torch.device("cpu"))
     if problem:
-        return "workers", None, problem
+        return "workers", None, f"{problem}; {FORCE_HINT}"
     return "cached", plans, f"{why_not_device}; the cached path measured fastest"
 
 
@@ -211,12 +212,13 @@ def choose_loader(cfg, datasets, device):
     except NotBatchable as error:
         if choice == "device":
             raise
-        return _cached_or_workers(cfg, datasets, str(error).split(";")[0]) if files else ("workers", None, str(error))
+        return _cached_or_workers(cfg, datasets, error.problem) if files else ("workers", None, str(error))
     if choice == "device":
         return "device", plans, "data.loader='device'"
     problem = _memory_problem(cfg.data, datasets, plans, device)
     if problem:
-        return _cached_or_workers(cfg, datasets, problem.split(";")[0]) if files else ("workers", None, problem)
+        return (_cached_or_workers(cfg, datasets, problem) if files
+                else ("workers", None, f"{problem}; {FORCE_HINT}"))
     return "device", plans, f"both splits fit in {device.type} memory as uint8"
 
 

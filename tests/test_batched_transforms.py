@@ -470,6 +470,8 @@ def test_a_transform_without_a_batched_version_raises_not_batchable_naming_it():
     with pytest.raises(NotBatchable, match="GaussianBlur") as error:
         build_batched_transforms([("ToTensor", {}), ("GaussianBlur", {"kernel_size": 3})])
     assert isinstance(error.value, ConfigError)
+    assert str(error.value) == f"{error.value.problem}; use data.loader='workers'."  # auto's note quotes the problem
+    assert error.value.problem.startswith("the transform GaussianBlur has no batched version")
 
 
 @pytest.mark.parametrize("spec", [

@@ -17,6 +17,15 @@ class ConfigError(UserError):
     """An unknown config key, a value of the wrong type, a config that does not exist."""
 
 
+class UnsuitableLoader(ConfigError):
+    """A data.loader path that cannot run this config: `problem` says why (auto's note quotes
+    it), the message adds what to do: "<problem>; <remedy>."."""
+
+    def __init__(self, problem: str, remedy: str = "use data.loader='workers'"):
+        super().__init__(f"{problem}; {remedy}.")
+        self.problem = problem
+
+
 class DataError(UserError):
     """A dataset file that is missing, corrupt or cannot be downloaded or decoded."""
 
