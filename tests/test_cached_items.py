@@ -139,10 +139,12 @@ def test_preview_of_the_cached_path_shows_cached_originals_and_normalised_batche
     assert labels == [train.dataset.dataset.labels[i].item() for i in range(0, 12, 3)]
 
 
-def test_cached_run_resumed_after_an_epoch_ends_with_the_same_weights(pets_cfg, tmp_path, one_thread):  # noqa: F811
+@pytest.mark.parametrize("workers", [0, 2])  # 2: worker processes that live through the epochs
+def test_cached_run_resumed_after_an_epoch_ends_with_the_same_weights(pets_cfg, tmp_path, one_thread,  # noqa: F811
+                                                                      workers):
     def cfg(name):
         run_cfg = copy.deepcopy(pets_cfg)
-        run_cfg.data.loader, run_cfg.exp_name = "cached", name
+        run_cfg.data.loader, run_cfg.exp_name, run_cfg.data.num_workers = "cached", name, workers
         run_cfg.train.epochs, run_cfg.train.warmup_epochs = 2, 1.0
         return run_cfg
 
