@@ -89,3 +89,10 @@ class SeededItems(Dataset):
         finally:
             torch.set_rng_state(torch_state)
             random.setstate(python_state)
+
+
+def dataset_of(loader):
+    """The dataset a per-item DataLoader takes its items from (inside SeededItems), or None
+    for a loader without one (DeviceLoader)."""
+    dataset = getattr(loader, "dataset", None)
+    return dataset.dataset if isinstance(dataset, SeededItems) else dataset

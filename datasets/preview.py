@@ -1,7 +1,7 @@
 """A few training items before and after their transforms, for show_batch."""
 import torch
 
-from datasets.item_seeds import SeededItems
+from datasets.item_seeds import dataset_of
 
 
 def augmentation_preview(loader, count=8):
@@ -15,8 +15,7 @@ def augmentation_preview(loader, count=8):
     """
     if hasattr(loader, "preview"):
         return loader.preview(count)
-    dataset = getattr(loader, "dataset", None)
-    dataset = dataset.dataset if isinstance(dataset, SeededItems) else dataset
+    dataset = dataset_of(loader)
     transforms = getattr(dataset, "transforms", None)
     if transforms is None:
         return None

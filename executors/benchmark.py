@@ -16,6 +16,7 @@ import torchvision
 from torchvision import transforms as T
 
 from datasets.color_jitter import ColorJitterFactor
+from datasets.item_seeds import dataset_of
 from datasets.kmnist import KMNIST
 from datasets.loaders import build_loaders
 from executors.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
@@ -148,7 +149,7 @@ def pets_input(workdir, quick, device, size=224, loader="auto"):
     baseline_loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
     result = row(f"pets_input_{size}" + ("" if loader == "auto" else f"_{loader}"), fastest(ours, device),
                  fastest(lambda: template_input(baseline_loader, device, count), device), PETS_TRAIN,
-                 path=type(getattr(train_loader, "dataset", train_loader)).__name__, workers=cfg.data.num_workers,
+                 path=type(dataset_of(train_loader) or train_loader).__name__, workers=cfg.data.num_workers,
                  batch_size=cfg.train.batch_size, setup_seconds=setup_seconds)
     return result
 
