@@ -31,13 +31,12 @@ from datasets.item_seeds import EpochItems, SeededItems
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.transforms import build_transforms
-from utils.errors import ConfigError, did_you_mean
+from utils.errors import ConfigError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
 LOADERS = ("auto", "device", "cached", "workers")
 DEVICE_MEMORY_SHARE = 0.25
-FORCE_HINT = "data.loader='device' or 'cached' forces it"  # auto's note when the splits are too big
 TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
 
 
@@ -169,15 +168,15 @@ def _cached_plans(data_cfg, datasets):
     return plans
 
 
-def _memory_problem(data_cfg, datasets, plans, device):
-    """Why the splits, held as uint8 (plans: {split: (prefix specs, ...)}), do not fit
-    DEVICE_MEMORY_SHARE of `device`'s memory (RAM for the CPU); None when they do."""
+def _check_fits(data_cfg, datasets, plans, device):
+    """Raise UnsuitableLoader when the splits, held as uint8 (plans: {split: (prefix specs,
+    ...)}), take more than DEVICE_MEMORY_SHARE of `device`'s memory (RAM for the CPU)."""
     needed = sum(estimated_bytes(datasets[split], plans[split][0], data_cfg) for split in plans)
     memory = device_memory_bytes(device)
     if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
-        return (f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than {DEVICE_MEMORY_SHARE:.0%} "
-                f"of the {device.type} memory")
-    return None
+        raise UnsuitableLoader(f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than "
+                               f"{DEVICE_MEMORY_SHARE:.0%} of the {device.type} memory",
+                               "data.loader='device' or 'cached' forces it")
 
 
 def _cached_or_workers(cfg, datasets, why_not_device):
@@ -186,11 +185,9 @@ def _cached_or_workers(cfg, datasets, why_not_device):
     RAM, else ("workers", None, reason)."""
     try:
         plans = _cached_plans(cfg.data, datasets)
-    except NotCacheable as error:
-        return "workers", None, str(error)
-    problem = _memory_problem(cfg.data, datasets, plans, torch.device("cpu"))
-    if problem:
-        return "workers", None, f"{problem}; {FORCE_HINT}"
+        _check_fits(cfg.data, datasets, plans, torch.device("cpu"))
+    except UnsuitableLoader as refusal:
+        return "workers", None, str(refusal)
     return "cached", plans, f"{why_not_device}; the cached path measured fastest"
 
 
@@ -209,16 +206,14 @@ def choose_loader(cfg, datasets, device):
         return _cached_or_workers(cfg, datasets, "image files on the CPU")
     try:
         plans = _batched_plans(cfg.data, datasets)
-    except NotBatchable as error:
+        if choice == "auto":
+            _check_fits(cfg.data, datasets, plans, device)
+    except UnsuitableLoader as refusal:
         if choice == "device":
             raise
-        return _cached_or_workers(cfg, datasets, error.problem) if files else ("workers", None, str(error))
+        return _cached_or_workers(cfg, datasets, refusal.problem) if files else ("workers", None, str(refusal))
     if choice == "device":
         return "device", plans, "data.loader='device'"
-    problem = _memory_problem(cfg.data, datasets, plans, device)
-    if problem:
-        return (_cached_or_workers(cfg, datasets, problem) if files
-                else ("workers", None, f"{problem}; {FORCE_HINT}"))
     return "device", plans, f"both splits fit in {device.type} memory as uint8"
 
 
