@@ -14,6 +14,7 @@ from torchvision.transforms import functional as TF
 import datasets.cached_items
 import datasets.loaders
 from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
+from datasets.item_seeds import dataset_of
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.preview import augmentation_preview
 from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_cfg, kmnist_root,  # noqa: F401
@@ -21,6 +22,7 @@ from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_
 from utils.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
+
 
 def test_per_item_plan_moves_totensor_and_normalize_to_the_batch():
     transform, normalize = per_item_plan(PET_TRAIN, mean=[0.5, 0.4, 0.3], std=[0.2, 0.25, 0.3])
@@ -68,7 +70,7 @@ def test_cached_batches_are_the_workers_batches_without_jitter(pets_cfg):
     pets_cfg.data.transforms.train = [spec for spec in PET_TRAIN if spec[0] != "ColorJitterFactor"]
     cached_train, cached_test, loader = build(pets_cfg, "cached")
     workers_train, workers_test, _ = build(pets_cfg, "workers")
-    assert isinstance(loader.dataset.dataset, CachedImages) and len(cached_train) == len(workers_train) == 12
+    assert isinstance(dataset_of(loader), CachedImages) and len(cached_train) == len(workers_train) == 12
     for ours, theirs in zip(cached_train + cached_test, workers_train + workers_test):
         assert torch.equal(ours["label"], theirs["label"])  # the same shuffle
         levels = (unit_pixels([ours], pets_cfg) - unit_pixels([theirs], pets_cfg)).abs() * 255
@@ -93,13 +95,13 @@ def test_cached_batches_are_the_workers_batches_up_to_the_8bit_jitter(pets_cfg):
 def test_auto_takes_the_cached_path_for_pets_files_on_the_cpu_when_they_fit(pets_cfg, capsys, monkeypatch):
     pets_cfg.data.loader = "auto"
     train, test, _ = datasets.loaders.build_loaders(pets_cfg)
-    assert isinstance(train.dataset.dataset, CachedImages) and isinstance(test.dataset.dataset, CachedImages)
+    assert isinstance(dataset_of(train), CachedImages) and isinstance(dataset_of(test), CachedImages)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "cached" in notes[0] and "CPU" in notes[0]
 
     monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000)
     train, _, _ = datasets.loaders.build_loaders(pets_cfg)
-    assert isinstance(train.dataset.dataset, OxfordIIITPet)
+    assert isinstance(dataset_of(train), OxfordIIITPet)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and "GiB" in notes[0] and "'cached' forces it" in notes[0]
 
@@ -109,7 +111,7 @@ def assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, reason):
     data.loader='cached' is a config error matching it."""
     pets_cfg.data.loader = "auto"
     train, _, _ = datasets.loaders.build_loaders(pets_cfg)
-    assert isinstance(train.dataset.dataset, OxfordIIITPet)
+    assert isinstance(dataset_of(train), OxfordIIITPet)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and reason in notes[0]
     pets_cfg.data.loader = "cached"
@@ -132,11 +134,11 @@ def test_preview_of_the_cached_path_shows_cached_originals_and_normalised_batche
     assert torch.equal(torch.get_rng_state(), state)
     assert all(isinstance(image, np.ndarray) and image.dtype == np.uint8 for image in originals)
     sizes = [image.shape[:2] for image in originals]
-    assert sizes == [tuple(train.dataset.dataset.sizes[i].tolist()) for i in range(0, 12, 3)]
+    assert sizes == [tuple(dataset_of(train).sizes[i].tolist()) for i in range(0, 12, 3)]
     assert augmented.shape == (4, 3, 32, 32) and augmented.dtype == torch.float32
     unit = unit_pixels([{"image": augmented}], pets_cfg)
     assert unit.min() > -1e-5 and unit.max() < 1 + 1e-5 and unit.std() > 0.05
-    assert labels == [train.dataset.dataset.labels[i].item() for i in range(0, 12, 3)]
+    assert labels == [dataset_of(train).labels[i].item() for i in range(0, 12, 3)]
 
 
 @pytest.mark.parametrize("workers", [0, 2])  # 2: worker processes that live through the epochs

@@ -56,7 +56,8 @@ class Draws(Dataset):
         return 12
 
     def __getitem__(self, index):
-        return {"image": torch.tensor([torch.rand(()).item(), random.random()], dtype=torch.float64), "label": os.getpid()}
+        draws = torch.tensor([torch.rand(()).item(), random.random()], dtype=torch.float64)
+        return {"image": draws, "label": os.getpid()}
 
 
 def epochs_of(loader, count):
