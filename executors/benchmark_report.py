@@ -3,13 +3,15 @@ import datetime
 import json
 import os
 import platform
+import signal
 import tempfile
 from pathlib import Path
 
 import torch
 
+from executors.atomic_files import write_text_atomic
 from executors.benchmark import gpu_rows, kmnist_mlp, pets_input, pets_train
-from utils.errors import ConfigError
+from utils.errors import ConfigError, Interrupted
 from utils.runtime import resolve_device
 
 CPU_WORKLOADS = {
@@ -52,23 +54,41 @@ def run_benchmark(quick, device_name="auto", out=None, only=None) -> dict:
     result = {"machine": machine(device), "quick": quick, "workloads": [], "gpu": None}
     print(f"Benchmark on {result['machine']}{' (quick)' if quick else ''}")
     threads_before = torch.get_num_threads()
-    with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
-        for name, workload in CPU_WORKLOADS.items():
-            if only and name not in only:
-                continue
-            result["workloads"].append(workload(Path(workdir), quick, device))
-            print(format_table(result["workloads"][-1:]).splitlines()[-1], flush=True)
-        if device.type == "cuda" and (not only or "gpu" in only):
-            rows, summary = gpu_rows(Path(workdir), quick, device)
-            result["workloads"] += rows
-            result["gpu"] = summary
-    torch.set_num_threads(threads_before)
+    try:
+        with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
+            measure(result, Path(workdir), quick, device, only, out)
+    except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through utils.cli
+        kept = f"the {len(result['workloads'])} rows measured before it are in {out}" if out else "nothing was saved"
+        raise Interrupted(getattr(error, "signal_number", signal.SIGINT), kept) from None
+    finally:
+        torch.set_num_threads(threads_before)
     print()
     print(format_table(result["workloads"]))
     if result["gpu"]:
         print(json.dumps(result["gpu"], indent=2))
+    save(result, out)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
         print(f"Wrote {out}")
     return result
+
+
+def measure(result, workdir, quick, device, only, out):
+    """Append the rows of the selected workloads to result["workloads"], saving after each."""
+    for name, workload in CPU_WORKLOADS.items():
+        if only and name not in only:
+            continue
+        result["workloads"].append(workload(workdir, quick, device))
+        print(format_table(result["workloads"][-1:]).splitlines()[-1], flush=True)
+        save(result, out)
+    if device.type == "cuda" and (not only or "gpu" in only):
+        rows, summary = gpu_rows(workdir, quick, device)
+        result["workloads"] += rows
+        result["gpu"] = summary
+
+
+def save(result, out):
+    """Write `result` as JSON to `out` (if given), after every workload: an interrupted run
+    keeps the rows it measured."""
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")

@@ -1,6 +1,7 @@
 """The benchmark's bookkeeping (never its timings): rows, JSON, workload selection, and the
 synthetic data it measures on."""
 import json
+import signal
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from datasets.oxford_pet import OxfordIIITPet
 from executors import benchmark_report
 from executors.benchmark import row
 from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
-from utils.errors import ConfigError
+from utils.errors import ConfigError, Interrupted
 
 
 def test_row_ratio_and_epoch_times():
@@ -33,6 +34,21 @@ def test_run_writes_json_with_the_machine_and_each_selected_workload(tmp_path, m
     assert set(saved["machine"]) == {"date", "cpu_count", "cpu", "torch", "device", "gpu"}
     assert saved["workloads"][0]["ratio"] == 2.0
     assert "kmnist_mlp" in capsys.readouterr().out
+
+
+def test_an_interrupted_run_keeps_the_rows_measured_before_it(tmp_path, monkeypatch):
+    def stopped(workdir, quick, device):
+        raise KeyboardInterrupt
+    fake = {"kmnist_mlp": lambda workdir, quick, device: row("kmnist_mlp", (3.0, 1), (1.0, 1), 10),
+            "pets_input_224": stopped}
+    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", fake)
+    out = tmp_path / "bench.json"
+    with pytest.raises(Interrupted, match="the 1 rows measured before it are in .*bench.json") as caught:
+        benchmark_report.run_benchmark(True, "cpu", out)
+    assert caught.value.signal_number == signal.SIGINT
+    saved = json.loads(out.read_text())
+    assert [r["workload"] for r in saved["workloads"]] == ["kmnist_mlp"] and saved["workloads"][0]["ratio"] == 3.0
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left
 
 
 def test_unknown_workload_is_a_config_error():
