@@ -173,9 +173,9 @@ def pets_train(workdir, quick, device, model_name, size, compile_model=False, ba
     timed_epoch(trainer)  # warm-up: cudnn autotuning, compilation, cache build
     ours = fastest(lambda: timed_epoch(trainer), device)
     precision = resolve_precision(cfg.train.amp, device)
-    loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
 
     def template():
+        loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
         model = quiet(build_model, model_name, cfg.model, 37).to(device)
         return template_train(model, loader, device, count, autocast_dtype=precision.dtype)
     name = f"pets_{model_name.lower()}_{size}" + ("_compiled" if compile_model else "")

@@ -58,7 +58,8 @@ def run_benchmark(quick, device_name="auto", out=None, only=None) -> dict:
         with tempfile.TemporaryDirectory(prefix="benchmark-") as workdir:
             measure(result, Path(workdir), quick, device, only, out)
     except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through utils.cli
-        kept = f"the {len(result['workloads'])} rows measured before it are in {out}" if out else "nothing was saved"
+        rows = len(result["workloads"])
+        kept = f"the {rows} rows measured before it are in {out}" if out and rows else "nothing was saved"
         raise Interrupted(getattr(error, "signal_number", signal.SIGINT), kept) from None
     finally:
         torch.set_num_threads(threads_before)
@@ -73,7 +74,8 @@ def run_benchmark(quick, device_name="auto", out=None, only=None) -> dict:
 
 
 def measure(result, workdir, quick, device, only, out):
-    """Append the rows of the selected workloads to result["workloads"], saving after each."""
+    """Append the rows of the selected workloads to result["workloads"], saving after each
+    per-workload row (run_benchmark saves the GPU rows with the rest at the end)."""
     for name, workload in CPU_WORKLOADS.items():
         if only and name not in only:
             continue
@@ -90,5 +92,4 @@ def save(result, out):
     """Write `result` as JSON to `out` (if given), after every workload: an interrupted run
     keeps the rows it measured."""
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")  # creates out's folder

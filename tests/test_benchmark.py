@@ -50,6 +50,11 @@ def test_an_interrupted_run_keeps_the_rows_measured_before_it(tmp_path, monkeypa
     assert [r["workload"] for r in saved["workloads"]] == ["kmnist_mlp"] and saved["workloads"][0]["ratio"] == 3.0
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left
 
+    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", {"pets_input_224": stopped})
+    with pytest.raises(Interrupted, match="nothing was saved"):  # stopped in its first workload
+        benchmark_report.run_benchmark(True, "cpu", tmp_path / "first.json")
+    assert not (tmp_path / "first.json").exists()
+
 
 def test_unknown_workload_is_a_config_error():
     with pytest.raises(ConfigError, match="choose from"):
