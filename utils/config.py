@@ -10,12 +10,12 @@ import copy
 import difflib
 import importlib.util
 import os
-import re
 from pathlib import Path
 
 from easydict import EasyDict
 
 from utils.errors import ConfigError, did_you_mean
+from utils.urls import HIDDEN, redact_url
 from utils.validation import check_values
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -193,8 +193,6 @@ def to_plain(value):
 
 SECRET_KEY_WORDS = ("token", "password", "passwd", "secret", "api_key", "apikey", "access_key", "private_key",
                     "credential")
-HIDDEN = "<hidden>"
-_URL_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^@/\s]+@")
 
 
 def is_secret_key(key) -> bool:
@@ -215,5 +213,5 @@ def redact(value, secret_values=()):
     if isinstance(value, str):
         if any(secret and secret in value for secret in secret_values):
             return HIDDEN
-        return _URL_PASSWORD.sub(rf"\1{HIDDEN}@", value)
+        return redact_url(value)
     return value
