@@ -65,7 +65,7 @@ def train_experiment(cfg, resume=None):
     """
     check_values(cfg)
     make_paths_absolute(cfg)
-    check_logger_config(cfg.logger)
+    check_logger_config(cfg.logger, cfg.exp_dir)
     for note in warnings_for(cfg):
         print(f"warning: {note}", file=sys.stderr)
     with session(cfg) as processes, contextlib.ExitStack() as held:

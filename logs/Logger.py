@@ -56,10 +56,13 @@ class NullBackend:
         """End the run with status FINISHED, FAILED or KILLED."""
 
 
-def check_logger_config(cfg) -> None:
+def check_logger_config(cfg, exp_dir=None) -> None:
     """Raise ConfigError for a logger section that could not open a run (an unknown backend, a
     flush_every below 1, a backend whose package is missing, a neptune mode without what it
-    needs), before any run directory is made. Creates nothing."""
+    needs), and StorageError for an MLflow store that could not take it (a tracking server
+    that does not answer within seconds, a broken SQLite database: logs/mlflow_store.py; the
+    default store is <exp_dir>/mlflow.db when exp_dir is given), before any run directory is
+    made. Creates nothing."""
     name = cfg.get("backend", "mlflow")
     if name not in BACKENDS:
         raise ConfigError(f"logger.backend={name!r} is not a logger backend: use one of {', '.join(BACKENDS)}."
@@ -74,6 +77,10 @@ def check_logger_config(cfg) -> None:
     if name == "tensorboard":
         from logs.tensorboard_backend import import_summary_writer
         import_summary_writer()
+    if name == "mlflow" and (cfg.get("tracking_uri") or exp_dir is not None):
+        from logs.mlflow_backend import tracking_uri_of
+        from logs.mlflow_store import check_store
+        check_store(tracking_uri_of(cfg, exp_dir))
 
 
 def open_backend(cfg, run_dir: Path, run_name: str, resume_run_id):

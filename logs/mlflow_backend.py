@@ -17,11 +17,9 @@ open in one process. Metrics are written with `log_batch`, at most 1000 per call
 The final summary becomes tags `final/<key>` (it is also the run's summary.json artifact):
 single-point metrics would add a chart each.
 """
-import contextlib
 import logging
 import re
 import shutil
-import sqlite3
 import warnings
 from pathlib import Path
 
@@ -31,18 +29,17 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
                                      MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH)
 
+from logs.mlflow_store import ARTIFACTS_FOLDER, SQLITE_PREFIX, open_sqlite_store, sqlite_failure, store_lock
 from utils.errors import StorageError, storage_error
-from utils.file_lock import exclusive_lock
+from utils.urls import redact_url
 
-SQLITE_PREFIX = "sqlite:///"
 ARTIFACTS_SCHEME = "mlflow-artifacts:/"
-ARTIFACTS_FOLDER = "mlartifacts"  # mlflow ui's default --artifacts-destination, relative to where it starts
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's model-training view
 
 
-def default_tracking_uri(run_dir: Path) -> str:
-    """sqlite:///<absolute exp_dir>/mlflow.db, exp_dir being the parent of run_dir."""
-    return SQLITE_PREFIX + (Path(run_dir).resolve().parent / "mlflow.db").as_posix()
+def tracking_uri_of(cfg, exp_dir: Path) -> str:
+    """cfg.tracking_uri, else the default store sqlite:///<absolute exp_dir>/mlflow.db."""
+    return cfg.get("tracking_uri") or SQLITE_PREFIX + (Path(exp_dir).resolve() / "mlflow.db").as_posix()
 
 
 def artifact_location(tracking_uri: str, experiment: str):
@@ -61,18 +58,6 @@ def local_artifact_dir(tracking_uri: str, artifact_uri: str):
     return Path(tracking_uri[len(SQLITE_PREFIX):]).parent / ARTIFACTS_FOLDER / artifact_uri[len(ARTIFACTS_SCHEME):]
 
 
-def sqlite_failure(error: BaseException):
-    """The sqlite3 error behind an MLflow or SQLAlchemy exception (disk full, read-only
-    database, ...), or None when the failure has another cause."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if isinstance(error, sqlite3.Error):
-            return error
-        error = getattr(error, "orig", None) or error.__cause__ or error.__context__
-    return None
-
-
 # MLflow logs each failing SQL statement with its traceback before raising; StoreClient reports it once.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
@@ -82,7 +67,7 @@ class StoreClient:
     database that cannot be written (disk full, read-only) or artifacts that cannot be copied."""
 
     def __init__(self, tracking_uri: str):
-        self._client, self._uri = MlflowClient(tracking_uri), tracking_uri
+        self._client, self._uri = MlflowClient(tracking_uri), redact_url(tracking_uri)  # _uri: for messages
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
@@ -101,26 +86,6 @@ class StoreClient:
         return call
 
 
-@contextlib.contextmanager
-def store_lock(tracking_uri: str):
-    """For a SQLite store, hold `mlartifacts/.<database name>.lock` beside it (utils.file_lock)
-    during the block: two processes opening a new store at once would both create and migrate
-    its tables, and one fails (or leaves the database unusable). Other stores serialise on
-    their server."""
-    if not tracking_uri.startswith(SQLITE_PREFIX):
-        yield
-        return
-    database, held = Path(tracking_uri[len(SQLITE_PREFIX):]), contextlib.ExitStack()
-    try:
-        folder = database.parent / ARTIFACTS_FOLDER
-        folder.mkdir(parents=True, exist_ok=True)
-        held.enter_context(exclusive_lock(folder / f".{database.name}.lock"))
-    except OSError as error:
-        raise storage_error(error, "lock the MLflow store", database) from None
-    with held:
-        yield
-
-
 def mlflow_key(key: str) -> str:
     """A name MLflow accepts: characters outside [word . / - space :] become "_", at most 250 long."""
     return re.sub(r"[^\w./\- :]", "_", key)[:MAX_ENTITY_KEY_LENGTH]
@@ -135,8 +100,9 @@ class MlflowBackend:
     """One MLflow run: created, or reopened when `resume_run_id` names a run in the store."""
 
     def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
-        tracking_uri = cfg.get("tracking_uri") or default_tracking_uri(run_dir)
-        with store_lock(tracking_uri):  # the first process creates and migrates the database alone
+        tracking_uri = tracking_uri_of(cfg, Path(run_dir).resolve().parent)
+        with store_lock(tracking_uri):  # the first process creates the database alone
+            open_sqlite_store(tracking_uri)
             self.client = StoreClient(tracking_uri)
             self.run_id = self._reopen(resume_run_id) if resume_run_id else None
             if self.run_id is None:
