@@ -7,6 +7,11 @@ become RGB, and transparency is flattened onto a background that contrasts with 
 pixels (white behind dark content, black behind light content). Truncated, corrupt and
 non-image files, and images above MAX_PIXELS, raise DataError naming the file.
 
+Only the formats a photo or scan comes in (IMAGE_FORMATS) are opened, whatever the file's
+name: any other file (EPS, PDF, ICO, ...) is refused with its format named (file_format),
+so an untrusted file never reaches PIL's other decoders nor an external program such as
+Ghostscript.
+
 For prediction (`for_prediction=True`) an image is also turned upright by its EXIF
 orientation, and a JPEG larger than DRAFT_ABOVE pixels is decoded at a reduced scale
 (JPEG draft mode: 1/2 to 1/8, never below DRAFT_SIDE px on the shorter side), so a photo of
@@ -29,7 +34,14 @@ DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.
                  Image.DecompressionBombError, MemoryError)
 COLOUR_MODES = ("CMYK", "YCbCr", "LAB", "HSV", "RGBX")
 EXIF_ORIENTATION = 0x0112
-PREDICTION_ADVICE = "Pass a complete image file (PNG, JPEG, GIF, BMP, TIFF, WebP)."
+IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP")  # PIL's names of the formats opened
+FORMAT_NAMES = "PNG, JPEG, GIF, BMP, TIFF, WebP"
+PREDICTION_ADVICE = f"Pass a complete image file ({FORMAT_NAMES})."
+# Leading bytes of common files PIL cannot identify (or should not be asked to), and their names.
+SIGNATURES = ((b"%PDF-", "PDF"), (b"%!PS", "PostScript (EPS)"), (b"\xc5\xd0\xd3\xc6", "PostScript (EPS)"),
+              (b"PK\x03\x04", "ZIP"), (b"\x1f\x8b", "gzip"), (b"<svg", "SVG"), (b"<?xml", "XML or SVG"),
+              (b"<!doctype html", "HTML"), (b"<html", "HTML"))
+ISO_MEDIA_BRANDS = {b"heic": "HEIC", b"heix": "HEIC", b"mif1": "HEIF", b"avif": "AVIF"}  # bytes 8-11 after 'ftyp'
 
 
 def read_image(path, for_prediction=False, advice=""):
@@ -41,7 +53,7 @@ def read_image(path, for_prediction=False, advice=""):
             Image.MAX_IMAGE_PIXELS = None  # PIL would refuse a huge JPEG before draft mode can shrink it
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # check_size decides instead
-            with Image.open(path) as image:
+            with Image.open(path, formats=IMAGE_FORMATS) as image:
                 if for_prediction and image.format == "JPEG" and image.width * image.height > DRAFT_ABOVE:
                     full = image.size
                     scale = max(1, min(8, min(full) // DRAFT_SIDE))
@@ -54,7 +66,7 @@ def read_image(path, for_prediction=False, advice=""):
                     notes.append("turned upright by its EXIF orientation")
                 image, depth_notes = to_8_bit(image)
     except DECODE_ERRORS as error:
-        raise DataError(f"Cannot read the image {path}: {describe(error)}. {advice}".rstrip()) from None
+        raise DataError(f"Cannot read the image {path}: {describe(error, path)}. {advice}".rstrip()) from None
     finally:
         Image.MAX_IMAGE_PIXELS = limit
     image, alpha_notes = flatten_alpha(image)
@@ -70,10 +82,13 @@ def check_size(path: Path, image: Image.Image) -> None:
                         f"first (any JPEG is read at a reduced scale instead).")
 
 
-def describe(error: Exception) -> str:
-    """A short reason for a decoding failure."""
+def describe(error: Exception, path: Path) -> str:
+    """A short reason for a failure to decode the file at `path`."""
     if isinstance(error, UnidentifiedImageError):
-        return "it is not an image file PIL recognises"
+        found = file_format(path)
+        if found is None:
+            return f"it is not an image file of a format read here ({FORMAT_NAMES})"
+        return f"its content is in the {found} format, not one of those read here ({FORMAT_NAMES})"
     if isinstance(error, FileNotFoundError):
         return "there is no such file"
     if isinstance(error, IsADirectoryError):
@@ -86,6 +101,26 @@ def describe(error: Exception) -> str:
     if isinstance(error, (OSError, EOFError, struct.error, zlib.error, SyntaxError)):
         return f"the file is truncated or corrupt ({text})"
     return text
+
+
+def file_format(path: Path):
+    """The name of the format of the file at `path` ('PDF', 'PostScript (EPS)', 'ICO', ...), or
+    None when unknown: by its leading bytes, else by PIL's header parsers. Nothing is decoded
+    and no external program runs (PIL's plugins only read headers on open)."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(64)
+        for signature, name in SIGNATURES:
+            if head.lstrip()[:len(signature)].lower() == signature.lower():
+                return name
+        if head[4:8] == b"ftyp" and head[8:12] in ISO_MEDIA_BRANDS:
+            return ISO_MEDIA_BRANDS[head[8:12]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return image.format
+    except DECODE_ERRORS:
+        return None
 
 
 def to_8_bit(image: Image.Image):

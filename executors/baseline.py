@@ -8,6 +8,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from datasets.image_files import IMAGE_FORMATS
+
 
 class ArrayImages(Dataset):
     """Items (transform(PIL image), label) of a uint8 array [N, H, W] (grey) in memory."""
@@ -32,7 +34,7 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index):
-        with Image.open(self.paths[index]) as image:
+        with Image.open(self.paths[index], formats=IMAGE_FORMATS) as image:  # never EPS through Ghostscript
             return self.transform(image.convert("RGB")), int(self.labels[index])
 
 
