@@ -42,6 +42,15 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
     return body.reshape(shape)
 
 
+def check_idx(name: str, path: Path) -> None:
+    """ValueError unless the gzip file `path` (stored as `name`) starts with the idx header of
+    unsigned bytes of KMNIST's images (3-D) or labels (1-D): how a download with data.md5=None is checked."""
+    ndim = 3 if "images" in name else 1
+    with gzip.open(path, "rb") as file:
+        if file.read(4) != bytes([0, 0, 0x08, ndim]):
+            raise ValueError(f"not an idx file of {ndim}-D unsigned bytes (bad header)")
+
+
 def idx_bytes(array: np.ndarray) -> bytes:
     """The idx encoding of a uint8 array (what read_idx reads back): magic 0x0000080N, big-endian dims, data."""
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
@@ -69,6 +78,7 @@ class KMNIST(Dataset):
 
     classes = ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]  # romanised hiragana
     image_mode, image_size = "L", (28, 28)
+    sample_sizes = (image_size,)  # (width, height) of the images, for checks that read none (executors/preflight.py)
 
     def __init__(self, cfg, split, transforms=None):
         if split not in IDX_FILES:
@@ -93,7 +103,7 @@ class KMNIST(Dataset):
         md5 = cfg.md5 or {}
         other = "test" if split == "train" else "train"  # named too when missing, so one message lists all four
         ensure_files(root, {name: md5.get(name) for name in IDX_FILES[split]}, cfg.mirrors, cfg.download,
-                     "KMNIST", companions={name: md5.get(name) for name in IDX_FILES[other]})
+                     "KMNIST", companions={name: md5.get(name) for name in IDX_FILES[other]}, validate=check_idx)
         return read_idx(root / images_name, 3), read_idx(root / labels_name, 1)
 
     def __len__(self):

@@ -10,6 +10,7 @@ breeds, whichever of them the lists hold; a line that disagrees with the officia
 id outside 1-37, an image named after another breed, the wrong species or breed id) is a
 data error naming the file and line.
 """
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,15 @@ def find_layout(folder: Path, depth: int = 1):
     return None
 
 
+def check_archive(name: str, path: Path) -> None:
+    """ValueError unless the tar archive `path` (stored as `name`) starts with the folder
+    ARCHIVES[name] (images/ or annotations/): how a download with data.md5=None is checked."""
+    with tarfile.open(path, "r|*") as tar:
+        first = next(iter(tar), None)
+    if first is None or Path(first.name).parts[:1] != (ARCHIVES[name],):
+        raise ValueError(f"not the release's {name}: it does not start with the folder {ARCHIVES[name]}/")
+
+
 def prepare_root(cfg) -> Path:
     """The directory holding images/ and annotations/, downloading and extracting if needed.
 
@@ -72,7 +82,8 @@ def prepare_root(cfg) -> Path:
         return existing
     md5 = cfg.md5 or {}
     ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet",
-                 layout_hint=" (or the folders images/ and annotations/ extracted from them)")
+                 layout_hint=" (or the folders images/ and annotations/ extracted from them)",
+                 validate=check_archive)
     for archive, folder in ARCHIVES.items():
         if not (root / folder).exists():
             print(f"Extracting {root / archive}")
@@ -164,13 +175,16 @@ class OxfordIIITPet(Dataset):
     """
 
     image_mode, image_size = "RGB", None
+    classes = list(CLASSES)
+    # (width, height) of images the release holds, for checks that read none (executors/preflight.py):
+    # its usual landscape and portrait sizes, and a small one (the smallest of a 940-image sample)
+    sample_sizes = ((500, 375), (375, 500), (150, 116))
 
     def __init__(self, cfg, split, transforms=None):
         if split not in SPLIT_FILES:
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
         self.split, self.transforms = split, transforms
         self.root = prepare_root(cfg)
-        self.classes = list(CLASSES)
         lists = {name: read_split(self.root / "annotations" / file) for name, file in SPLIT_FILES.items()}
         check_disjoint(lists, self.root / "annotations")
         self.samples = [(self.root / "images" / f"{image}.jpg", class_id - 1, SPECIES[species])

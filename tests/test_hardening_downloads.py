@@ -1,15 +1,34 @@
 """Hardening II (issue 20), items 2, 3, 6, 8 and 21 on untrusted inputs: image files of other
 formats, credentials in URLs, downloads that are not what they claim or that stall, leftovers
 of killed downloads and the modes of downloaded files."""
+import base64
+import contextlib
+import gzip
+import http.server
+import io
+import os
+import re
 import subprocess
+import tarfile
+import threading
+import time
+from urllib.parse import quote
 
 import numpy as np
 import pytest
+from easydict import EasyDict
 from PIL import EpsImagePlugin, Image
 
-from datasets import image_files
+from datasets import fetch, image_files
+from datasets.download import ensure_files
+from datasets.kmnist import KMNIST, check_idx
+from datasets.oxford_pet import check_archive
 from executors.baseline import ImageFiles
+from tests.synthetic_kmnist import write_kmnist_idx
+from utils.cli import run
+from utils.config import load_config
 from utils.errors import DataError
+from utils.urls import redact_url, split_credentials
 
 EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 16 16\n%%EndComments\n"
        b"newpath 0 0 moveto 16 16 lineto stroke\nshowpage\n%%EOF\n")
@@ -59,3 +78,246 @@ def test_the_benchmark_baseline_opens_only_the_photo_formats_too(tmp_path, no_su
     (tmp_path / "x.jpg").write_bytes(EPS)
     with pytest.raises(Image.UnidentifiedImageError):
         ImageFiles([tmp_path / "x.jpg"], [0], transform=lambda image: image)[0]
+
+
+# --- downloads: a local HTTP server whose answers each test scripts ---------------------------
+
+KMNIST_NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+PASSWORD = "s3cr:t@pw"  # a ':' and an '@' inside: must be percent-encoded in a URL
+HTML = b"<!DOCTYPE html><html><body>Please sign in</body></html>\n"
+
+
+@contextlib.contextmanager
+def http_answers(respond):
+    """Serve on 127.0.0.1 at a free port, answering each GET with `respond(handler)`; yields the
+    base URL. A handler still sleeping when the test ends is woken by `release` (an Event)."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            respond(self)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+
+
+release = threading.Event()
+
+
+def send(handler, body: bytes, status=200, length=None, headers=()):
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body) if length is None else length))
+    for key, value in headers:
+        handler.send_header(key, value)
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def files_of(folder):
+    return {p.name: p.read_bytes() for p in folder.iterdir()}
+
+
+@pytest.fixture
+def good(tmp_path):
+    """{name: bytes} of the two KMNIST train files (synthetic, real idx.gz format)."""
+    write_kmnist_idx(tmp_path / "good")
+    return {name: (tmp_path / "good" / name).read_bytes() for name in KMNIST_NAMES}
+
+
+def serving(files):
+    """A respond() that serves `files` ({name: bytes}) and answers 404 for anything else."""
+    def respond(handler):
+        name = handler.path.rsplit("/", 1)[-1]
+        send(handler, files[name]) if name in files else send(handler, b"not found", status=404)
+    return respond
+
+
+def chain(error: BaseException):
+    """`error` and every exception chained to it (cause and context)."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
+# --- item 3: credentials in mirror URLs ---------------------------------------------------------
+
+def test_redact_url_hides_every_password_whole_and_nothing_else():
+    assert redact_url("http://ann:p@ss:w@host:5000/x?a=b") == "http://ann:<hidden>@host:5000/x?a=b"
+    assert redact_url("tried [https://a:b@m1/f.gz: 404] [https://c:d@m2/f.gz: 500]") == \
+        "tried [https://a:<hidden>@m1/f.gz: 404] [https://c:<hidden>@m2/f.gz: 500]"
+    assert redact_url("https://token@host/ and file:///tmp/x and a:b@c") == "https://token@host/ and file:///tmp/x and a:b@c"
+    assert split_credentials(f"https://ann:{quote(PASSWORD, safe='')}@host:8/dir/") == ("https://host:8/dir/", "ann", PASSWORD)
+
+
+def basic_auth_only(files, seen):
+    """A respond() serving `files` only with the Authorization ann:PASSWORD, 401 otherwise;
+    appends each request's Authorization header (or None) to `seen`."""
+    expected = "Basic " + base64.b64encode(f"ann:{PASSWORD}".encode()).decode()
+
+    def respond(handler):
+        seen.append(handler.headers.get("Authorization"))
+        if handler.headers.get("Authorization") != expected:
+            return send(handler, b"who are you?", status=401, headers=[("WWW-Authenticate", 'Basic realm="m"')])
+        serving(files)(handler)
+    return respond
+
+
+def with_credentials(url, password=PASSWORD):
+    return url.replace("http://", f"http://ann:{quote(password, safe='')}@")
+
+
+def test_a_mirror_with_credentials_downloads_with_basic_auth_and_never_shows_the_password(good, tmp_path, capfd):
+    seen = []
+    with http_answers(basic_auth_only(good, seen)) as url:
+        ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [with_credentials(url)], True, "KMNIST")
+    assert files_of(tmp_path / "root") == good and len(seen) == 2
+    printed = "".join(capfd.readouterr())
+    assert f"Downloading {url.replace('http://', 'http://ann:<hidden>@')}{KMNIST_NAMES[0]}" in printed
+    assert PASSWORD not in printed and quote(PASSWORD, safe="") not in printed
+
+
+def test_refused_credentials_fail_with_messages_and_chains_free_of_the_password(good, tmp_path, capfd):
+    wrong = "wr0ng:pw@x"
+    with http_answers(basic_auth_only(good, [])) as url:
+        with pytest.raises(DataError) as raised:
+            ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [with_credentials(url, wrong)], True, "KMNIST")
+    hidden = url.replace("http://", "http://ann:<hidden>@")
+    assert f"Every mirror failed: [{hidden}{KMNIST_NAMES[0]}: HTTP Error 401: Unauthorized]" in str(raised.value)
+    texts = [str(error) + repr(error.args) for error in chain(raised.value)] + list(capfd.readouterr())
+    assert not [text for text in texts if wrong in text or quote(wrong, safe="") in text]
+    assert os.listdir(tmp_path / "root") == []
+
+
+def test_credentials_are_not_sent_on_to_the_host_a_mirror_redirects_to(good, tmp_path):
+    seen = []
+    with http_answers(lambda handler: (seen.append(handler.headers.get("Authorization")),
+                                       serving(good)(handler))) as elsewhere:
+        def redirect(handler):
+            send(handler, b"", status=302, headers=[("Location", elsewhere + handler.path.rsplit("/", 1)[-1])])
+        with http_answers(redirect) as url:
+            ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [with_credentials(url)], True, "KMNIST")
+    assert files_of(tmp_path / "root") == good and seen == [None, None]
+
+
+def test_a_cli_error_quoting_a_url_hides_its_password(capsys):
+    def main():
+        load_config("mlp", [f"data.mirrors='https://ann:{PASSWORD}@mirror.example/'"])  # a str, not a list
+    with pytest.raises(SystemExit) as exit_status:
+        run(main)
+    err = capsys.readouterr().err
+    assert exit_status.value.code == 2 and "https://ann:<hidden>@mirror.example/" in err and PASSWORD not in err
+
+
+# --- item 8: a download that is not the file (md5 None), and a mirror that stalls ---------------
+
+def gzip_cut(data: bytes) -> bytes:
+    return data[:len(data) // 2]  # served with its own Content-Length: only the gzip stream says it is cut
+
+
+@pytest.mark.parametrize("first, reason", [
+    ({name: HTML for name in KMNIST_NAMES}, "not a readable gzip file (Not a gzipped file (b'<!'))"),
+    ("cut", "not a readable gzip file (Compressed file ended before the end-of-stream marker was reached)"),
+    ({name: gzip.compress(b"a gzip of something else") for name in KMNIST_NAMES},
+     "not an idx file of 3-D unsigned bytes (bad header)"),
+])
+def test_with_md5_none_a_download_that_is_not_the_file_falls_through_to_the_next_mirror(
+        good, tmp_path, capfd, first, reason):
+    first = {name: gzip_cut(data) for name, data in good.items()} if first == "cut" else first
+    cfg = EasyDict(root=str(tmp_path / "root"), download=True, md5=None, mirrors=[])
+    with http_answers(serving(first)) as bad, http_answers(serving(good)) as right:
+        cfg.mirrors = [bad, right]
+        KMNIST(cfg, "train")
+    assert files_of(tmp_path / "root") == good  # nothing else left either
+    assert f"  failed: {bad}{KMNIST_NAMES[0]}: {reason}\nDownloading {right}{KMNIST_NAMES[0]}\n" in capfd.readouterr().out
+
+
+def test_a_bad_file_an_earlier_run_kept_is_downloaded_again_when_md5_is_none(good, tmp_path):
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / KMNIST_NAMES[0]).write_bytes(HTML)
+    with http_answers(serving(good)) as url:
+        ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [url], True, "KMNIST", validate=check_idx)
+    assert files_of(tmp_path / "root") == good
+
+
+def test_a_bad_file_with_md5_none_and_downloading_off_says_what_it_is(tmp_path):
+    (tmp_path / "x.gz").write_bytes(HTML)
+    with pytest.raises(DataError, match=r"x\.gz is present but not a readable gzip file \(Not a gzipped file"):
+        ensure_files(tmp_path, {"x.gz": None}, [], False, "KMNIST")
+
+
+def make_tar_gz(members: dict) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def test_archives_with_md5_none_are_read_through_and_must_hold_the_release_folder(tmp_path, capfd):
+    right = make_tar_gz({"annotations/trainval.txt": b"x 1 1 1\n" * 2000, "annotations/test.txt": b"y 1 1 1\n"})
+    other = make_tar_gz({"somewhere/else.txt": b"z"})
+    with http_answers(serving({"annotations.tar.gz": HTML})) as html, \
+            http_answers(serving({"annotations.tar.gz": right[:len(right) // 2]})) as cut, \
+            http_answers(serving({"annotations.tar.gz": other})) as wrong, \
+            http_answers(serving({"annotations.tar.gz": right})) as good_url:
+        ensure_files(tmp_path, {"annotations.tar.gz": None}, [html, cut, wrong, good_url], True, "Oxford-IIIT Pet",
+                     validate=check_archive)
+    assert (tmp_path / "annotations.tar.gz").read_bytes() == right
+    failed = [line for line in capfd.readouterr().out.splitlines() if line.startswith("  failed: ")]
+    assert [line.split(".tar.gz: ", 1)[1].split(" (")[0] for line in failed] == [
+        "not a readable tar file", "not a readable tar file",
+        "not the release's annotations.tar.gz: it does not start with the folder annotations/"]
+
+
+def sleeps_after(data: bytes):
+    """A respond() that announces `data`, sends its first 10 bytes, then goes silent."""
+    def respond(handler):
+        send(handler, data[:10], length=len(data))
+        handler.wfile.flush()
+        release.wait(30)
+    return respond
+
+
+def trickles(data: bytes):
+    """A respond() that announces `data` and sends it one byte every 50 ms."""
+    def respond(handler):
+        send(handler, b"", length=len(data))
+        for byte in data:
+            if release.wait(0.05):
+                return
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+    return respond
+
+
+@pytest.mark.parametrize("slow, reason", [(sleeps_after, "stalled: no data for 1 s"),
+                                          (trickles, "stalled: 2\\d bytes in 1 s")])
+def test_a_mirror_that_stalls_or_trickles_is_given_up_for_the_next(good, tmp_path, capfd, monkeypatch, slow, reason):
+    monkeypatch.setattr(fetch, "STALL_SECONDS", 1.0)
+    release.clear()
+    started = time.monotonic()
+    with http_answers(slow(good[KMNIST_NAMES[0]])) as stalled, http_answers(serving(good)) as right:
+        ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [stalled, right], True, "KMNIST")
+    assert time.monotonic() - started < 6  # two stalls of about 1 s, and the rest
+    assert files_of(tmp_path / "root") == good
+    failed = [line for line in capfd.readouterr().out.splitlines() if line.startswith("  failed: ")]
+    assert len(failed) == 2 and all(re.fullmatch(rf"  failed: {stalled}\S+: {reason}", line) for line in failed)
+
+
+def test_progress_off_a_terminal_is_plain_lines_up_to_the_whole_size(good, tmp_path, capfd, monkeypatch):
+    monkeypatch.setattr(fetch, "PROGRESS_SECONDS", 0.0)
+    with http_answers(serving(good)) as url:
+        ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES[:1]), [url], True, "KMNIST")
+    lines = capfd.readouterr().out.splitlines()
+    size = len(good[KMNIST_NAMES[0]]) / 1e6
+    assert lines[0] == f"Downloading {url}{KMNIST_NAMES[0]}"
+    assert re.fullmatch(rf"  {KMNIST_NAMES[0]}: {size:.1f} of {size:.1f} MB \(100%\), [\d.]+ MB/s", lines[-1])

@@ -14,6 +14,7 @@ import sys
 from utils import interrupts
 from utils.config import available_configs
 from utils.errors import TrainingError, UserError, os_reason
+from utils.urls import redact_url
 
 
 EXIT_STATUSES = """exit status: 0 success; 1 training failed or the target was not reached;
@@ -70,20 +71,21 @@ def os_error_message(error: OSError) -> str:
 
 def run(main) -> None:
     """Call `main()` and exit with its status: UserError -> 2, TrainingError -> 1 (no traceback;
-    an error raised in a DataLoader worker is shown with the worker's message alone),
+    an error raised in a DataLoader worker is shown with the worker's message alone; passwords
+    in URLs hidden, utils/urls.py),
     SIGINT/SIGTERM -> 130/143 with what was saved. Both raise Interrupted, a KeyboardInterrupt
     (the tracker run ends KILLED), never in the middle of a file write (utils/interrupts.py)."""
     interrupts.install()
     try:
         status = main()
     except UserError as error:
-        print(f"error: {original_message(error)}", file=sys.stderr)
+        print(f"error: {redact_url(original_message(error))}", file=sys.stderr)
         status = 2
     except OSError as error:  # a path the library did not name itself: data files, images, ...
-        print(f"error: {os_error_message(error)}", file=sys.stderr)
+        print(f"error: {redact_url(os_error_message(error))}", file=sys.stderr)
         status = 2
     except TrainingError as error:
-        print(f"error: {original_message(error)}", file=sys.stderr)
+        print(f"error: {redact_url(original_message(error))}", file=sys.stderr)
         status = 1
     except KeyboardInterrupt as error:
         number = getattr(error, "signal_number", signal.SIGINT)
