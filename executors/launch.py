@@ -15,7 +15,7 @@ from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
 from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
-from executors.run_dir import interruption_note, new_run_dir, resume_checkpoint, run_dir_lock
+from executors.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model
@@ -80,8 +80,7 @@ def train_experiment(cfg, resume=None):
         if not processes.is_main:
             return follow(trainer)
         if run_dir is None:
-            run_dir = new_run_dir(cfg.exp_dir, cfg.exp_name)
-            held.enter_context(run_dir_lock(run_dir))
+            run_dir = held.enter_context(claim_run_dir(cfg.exp_dir, cfg.exp_name, cfg.logger))
         try:
             print(f"Run directory: {run_dir}")
             return trainer.fit(run_dir)

@@ -1,11 +1,14 @@
 """Where a run writes: `<exp_dir>/<exp_name>[_N]/`, never overwriting an earlier run, and
-held by one training process at a time."""
+held by one training process at a time. A folder whose run was stopped before its first
+checkpoint (nothing to resume) is reused by the next new run of that name."""
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
+from logs.Logger import TRACKER_FILE, close_abandoned_run
 from utils.errors import CheckpointError, StorageError, UserError, storage_error
 from utils.file_lock import exclusive_lock
 
@@ -13,8 +16,68 @@ LAST = "last.pt"
 BEST = "best.pt"
 
 
-def new_run_dir(exp_dir, exp_name) -> Path:
-    """Create and return `<exp_dir>/<exp_name>`, or `<exp_name>_1`, `_2`, ... if taken.
+LOCK = ".lock"
+# What a run writes before its first checkpoint; a folder holding no more has nothing to resume.
+STARTING_FILES = {LOCK, "config.json", TRACKER_FILE, "batch_augmentation.png", "confusion_matrix_start.png",
+                  "tensorboard", ".neptune"}
+
+
+@contextlib.contextmanager
+def claim_run_dir(exp_dir, exp_name, logger_cfg=None):
+    """Hold a run directory for a new run during the block (run_dir_lock); yields its path:
+    the first of `<exp_name>`, `<exp_name>_1`, ... that is new, or abandoned (see abandoned)
+    and not held by a running process. An abandoned folder is emptied (but for its lock) and
+    its tracker run ended KILLED (logs.Logger.close_abandoned_run with `logger_cfg`)."""
+    busy = set()
+    while True:
+        run_dir = new_run_dir(exp_dir, exp_name, reuse=lambda folder: folder not in busy and abandoned(folder))
+        with contextlib.ExitStack() as held:
+            try:
+                held.enter_context(run_dir_lock(run_dir))
+            except StorageError:
+                raise
+            except UserError:  # a running process holds it
+                busy.add(run_dir)
+                continue
+            if not abandoned(run_dir):  # another process started in it first
+                busy.add(run_dir)
+                continue
+            if logger_cfg is not None:
+                close_abandoned_run(logger_cfg, run_dir)
+            _empty(run_dir)
+            yield run_dir
+            return
+
+
+def abandoned(folder: Path) -> bool:
+    """Whether `folder` is a real directory (not a link) holding only what a run writes before
+    its first checkpoint (STARTING_FILES, temporaries of the atomic writer): a run that was
+    stopped (kill -9, Ctrl-C, a crash) before it had anything to resume, or a new folder."""
+    try:
+        names = [path.name for path in folder.iterdir()] if not folder.is_symlink() else None
+    except OSError:
+        return False
+    return names is not None and all(name in STARTING_FILES or (name.startswith(".") and name.endswith(".tmp"))
+                                     for name in names)
+
+
+def _empty(run_dir: Path) -> None:
+    """Remove everything in `run_dir` but its lock (links themselves, never what they point to)."""
+    try:
+        for path in run_dir.iterdir():
+            if path.name == LOCK:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+    except OSError as error:
+        raise storage_error(error, "reuse the abandoned run directory", run_dir) from None
+
+
+def new_run_dir(exp_dir, exp_name, reuse=lambda folder: False) -> Path:
+    """Create and return `<exp_dir>/<exp_name>`, or `<exp_name>_1`, `_2`, ... if taken; an
+    existing candidate for which `reuse(path)` is true is returned as it is.
 
     Raises StorageError when exp_dir is a file or cannot be written (read-only, no permission).
     """
@@ -29,6 +92,8 @@ def new_run_dir(exp_dir, exp_name) -> Path:
                 candidate.mkdir()
                 return candidate
             except FileExistsError:
+                if reuse(candidate):
+                    return candidate
                 suffix += 1
                 candidate = exp_dir / f"{exp_name}_{suffix}"
     except OSError as error:
@@ -68,9 +133,6 @@ def interruption_note(run_dir) -> str:
         return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume; start the run again"
     return (f"{last} holds {epochs} completed epoch{'s' * (epochs != 1)}; continue with --resume auto "
             f"(this experiment's newest run) or --resume {last}")
-
-
-LOCK = ".lock"
 
 
 @contextlib.contextmanager

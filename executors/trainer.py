@@ -30,7 +30,7 @@ from executors.run_dir import BEST, LAST
 from executors.run_figures import save_augmentation_preview, save_confusion
 from executors.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
-from logs.Logger import Logger, public_config
+from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.config import to_plain
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
@@ -190,6 +190,9 @@ class Trainer:
         write_text_atomic(self.run_dir / "config.json", json.dumps(public_config(cfg), indent=2))
         with Logger(cfg.logger, self.run_dir, self.run_dir.name, self.logger_run_id) as logger:
             self.logger, self.logger_run_id = logger, logger.run_id
+            if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
+                write_text_atomic(self.run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
+            print(logger.location, flush=True)
             logger.log_hyperparameters({**to_plain(cfg), "trainable_parameters": self.trainable_parameters,
                                         "device": str(self.device), "precision": self.precision.name})
             if self.epochs_completed == 0:

@@ -13,10 +13,18 @@
 The Logger does what every backend shares: flattening hyperparameters to dotted keys and
 dropping secrets from them, buffering per-step metrics (written every `cfg.flush_every`
 steps in one batch: one MLflow `log_metric` on SQLite costs 6-8 ms, `log_batch` writes
-1000 values in about 0.1 s), saving figures as png files under the run directory, and
-ending the run exactly once with FINISHED, FAILED or KILLED. A backend is an object with
-the methods of `NullBackend` below and a `run_id` attribute.
+1000 values in about 0.1 s), saving figures as png files under the run directory,
+ending the run exactly once with FINISHED, FAILED or KILLED, and logging each (metric,
+step) once: a resumed run repeats the steps it had logged after its checkpoint before it was
+stopped (identical values: resuming is exact), and those the store already holds are skipped.
+A backend is an object with the methods of `NullBackend` below and its attributes `run_id`
+and `logged_steps`.
+
+A run folder records its tracker run in TRACKER_FILE (written by the Trainer once the Logger
+is open), so that a folder abandoned before its first checkpoint can be reused with its
+tracker run closed (close_abandoned_run).
 """
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -29,6 +37,7 @@ from utils.config import is_secret_key, redact, to_plain
 from utils.errors import ConfigError, did_you_mean
 
 BACKENDS = ("mlflow", "neptune", "tensorboard", "none")
+TRACKER_FILE = "tracker.json"  # {"backend": "mlflow", "run_id": "..."}
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 
 
@@ -36,6 +45,11 @@ class NullBackend:
     """Backend "none": logs nothing. Its methods define what every backend implements."""
 
     run_id = None
+    logged_steps = {}  # {metric name: the last step the store holds}, for a reopened run
+
+    def location(self) -> str:
+        """Where the run is logged and the command that shows it (one line)."""
+        return "logger.backend='none': nothing is logged besides the run folder"
 
     def log_params(self, params: dict) -> None:
         """params: flat {"train.lr": 0.1, ...}; values are str, int, float or bool."""
@@ -100,6 +114,24 @@ def open_backend(cfg, run_dir: Path, run_name: str, resume_run_id):
     return NullBackend()
 
 
+def close_abandoned_run(cfg, run_dir) -> None:
+    """End KILLED the tracker run recorded in run_dir/TRACKER_FILE if the store still holds it
+    RUNNING (its process was killed before the first checkpoint), in the store that `cfg` (the
+    logger section) names. Only MLflow runs can be ended after the fact; a failure is a warning."""
+    try:
+        record = json.loads((Path(run_dir) / TRACKER_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    if record.get("backend") != "mlflow" or cfg.get("backend", "mlflow") != "mlflow":
+        return
+    from logs.mlflow_backend import end_abandoned_run, tracking_uri_of
+    try:
+        end_abandoned_run(tracking_uri_of(cfg, Path(run_dir).resolve().parent), record["run_id"])
+    except Exception as error:  # the new run goes on; the old one stays RUNNING in the store
+        print(f"warning: could not mark the abandoned tracker run {record.get('run_id')} KILLED: "
+              f"{(str(error) or type(error).__name__).splitlines()[0]}", file=sys.stderr)
+
+
 def flatten(params: Mapping, prefix: str = "") -> dict:
     """Nested mapping -> {"a.b.c": value}; lists, None and other objects become strings."""
     flat = {}
@@ -137,8 +169,19 @@ class Logger:
         resume_run_id: a previous Logger's `run_id`, to continue that tracked run."""
         self.run_dir = Path(run_dir)
         self.flush_every = cfg.get("flush_every", 200)
+        self.backend_name = cfg.get("backend", "mlflow")
         self._backend = open_backend(cfg, self.run_dir, run_name, resume_run_id)
         self._buffer, self._buffered_steps, self._closed = [], 0, False
+
+    @property
+    def location(self) -> str:
+        """'Tracking: <where the run is logged; the command that shows it>' (one line)."""
+        return f"Tracking: {self._backend.location()}"
+
+    @property
+    def tracker_record(self) -> dict:
+        """What TRACKER_FILE holds for this run: {"backend", "run_id"}."""
+        return {"backend": self.backend_name, "run_id": self.run_id}
 
     @property
     def run_id(self):
@@ -161,13 +204,20 @@ class Logger:
         """Write one epoch's metrics now, at step `epoch`, after the buffered step metrics."""
         self.flush()
         now = time.time()
-        self._backend.log_metrics([(name, float(value), epoch, now) for name, value in metrics.items()])
+        self._log([(name, float(value), epoch, now) for name, value in metrics.items()])
 
     def flush(self) -> None:
         """Write the buffered step metrics in one batch."""
-        if self._buffer:
-            self._backend.log_metrics(self._buffer)
+        self._log(self._buffer)
         self._buffer, self._buffered_steps = [], 0
+
+    def _log(self, records: list) -> None:
+        """Write the records (name, value, step, time) whose step is past the last one the store
+        holds for that name (see the module docstring)."""
+        logged = self._backend.logged_steps
+        new = [record for record in records if record[0] not in logged or record[2] > logged[record[0]]]
+        if new:
+            self._backend.log_metrics(new)
 
     def save_plot(self, fig, name: str) -> None:
         """Save `fig` as run_dir/<name> (png), log it as an image named `name`, and close it."""

@@ -19,7 +19,9 @@ single-point metrics would add a chart each.
 """
 import logging
 import re
+import shlex
 import shutil
+import urllib.parse
 import warnings
 from pathlib import Path
 
@@ -29,11 +31,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATCH, MAX_PARAM_VAL_LENGTH,
                                      MAX_PARAMS_TAGS_PER_BATCH, MAX_TAG_VAL_LENGTH)
 
-from logs.mlflow_store import ARTIFACTS_FOLDER, SQLITE_PREFIX, open_sqlite_store, sqlite_failure, store_lock
+from logs.mlflow_store import (ARTIFACTS_FOLDER, HTTP_SCHEMES, SQLITE_PREFIX, open_sqlite_store, sqlite_database,
+                               sqlite_failure, store_lock)
 from utils.errors import StorageError, storage_error
 from utils.urls import redact_url
 
 ARTIFACTS_SCHEME = "mlflow-artifacts:/"
+RUN_DIR_TAG = "run_dir"  # the absolute path of the run's folder
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}  # MLflow 3's model-training view
 
 
@@ -96,20 +100,42 @@ def chunks(items: list, size: int) -> list:
     return [items[start:start + size] for start in range(0, len(items), size)]
 
 
+def end_abandoned_run(tracking_uri: str, run_id: str) -> None:
+    """End run `run_id` KILLED if the store still holds it RUNNING: its process died before its
+    first checkpoint (see logs.Logger.close_abandoned_run). Creates no store."""
+    database = sqlite_database(tracking_uri)
+    if database is not None and not (database.is_file() and database.stat().st_size > 0):
+        return
+    client = StoreClient(tracking_uri)
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        return
+    if run.info.status == "RUNNING":
+        client.set_terminated(run_id, "KILLED")
+
+
 class MlflowBackend:
-    """One MLflow run: created, or reopened when `resume_run_id` names a run in the store."""
+    """One MLflow run: created, or reopened when `resume_run_id` names a run in the store that
+    belongs to this run folder. Every run is tagged RUN_DIR_TAG = the absolute path of its
+    folder: a copied folder, resumed, gets a run of its own (the original still exists), a
+    moved one keeps its run (its tag is updated)."""
 
     def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
-        tracking_uri = tracking_uri_of(cfg, Path(run_dir).resolve().parent)
-        with store_lock(tracking_uri):  # the first process creates the database alone
-            open_sqlite_store(tracking_uri)
-            self.client = StoreClient(tracking_uri)
+        self.tracking_uri = tracking_uri_of(cfg, Path(run_dir).resolve().parent)
+        self.run_dir, self.logged_steps = str(Path(run_dir).resolve()), {}
+        with store_lock(self.tracking_uri):  # the first process creates the database alone
+            open_sqlite_store(self.tracking_uri)
+            self.client = StoreClient(self.tracking_uri)
             self.run_id = self._reopen(resume_run_id) if resume_run_id else None
             if self.run_id is None:
                 name = cfg.get("experiment") or "Default"
-                experiment_id = self._experiment_id(name, artifact_location(tracking_uri, name))
-                self.run_id = self.client.create_run(experiment_id, run_name=run_name).info.run_id
-            self.artifact_dir = local_artifact_dir(tracking_uri, self.client.get_run(self.run_id).info.artifact_uri)
+                experiment_id = self._experiment_id(name, artifact_location(self.tracking_uri, name))
+                self.run_id = self.client.create_run(experiment_id, run_name=run_name,
+                                                     tags={RUN_DIR_TAG: self.run_dir}).info.run_id
+            info = self.client.get_run(self.run_id).info
+            self.experiment_id, self.artifact_dir = info.experiment_id, local_artifact_dir(self.tracking_uri,
+                                                                                           info.artifact_uri)
 
     def _experiment_id(self, name: str, location) -> str:
         """Id of experiment `name`, creating it (artifacts at `location`) or restoring it if
@@ -125,7 +151,9 @@ class MlflowBackend:
         return experiment.experiment_id
 
     def _reopen(self, run_id: str):
-        """Mark run `run_id` RUNNING again and return its id; None (with a warning) if the store lacks it."""
+        """Mark run `run_id` RUNNING again, note the last step of each of its metrics in
+        self.logged_steps, and return its id; None (with a warning) if the store lacks the run
+        or it belongs to another run folder that still exists (this one is a copy of it)."""
         try:
             run = self.client.get_run(run_id)
         except MlflowException:
@@ -133,8 +161,28 @@ class MlflowBackend:
         if run is None or run.info.lifecycle_stage == "deleted":
             warnings.warn(f"MLflow run {run_id} is not in this tracking store; logging to a new run.")
             return None
+        owner = run.data.tags.get(RUN_DIR_TAG)
+        if owner not in (None, self.run_dir) and Path(owner).is_dir():
+            warnings.warn(f"MLflow run {run_id} belongs to the run folder {owner}, of which {self.run_dir} is a "
+                          f"copy; logging to a new run, from this resume on.")
+            return None
         self.client.update_run(run_id, status="RUNNING")
+        if owner != self.run_dir:  # the folder was moved (or logged before runs were tagged)
+            self.client.set_tag(run_id, RUN_DIR_TAG, self.run_dir)
+        self.logged_steps = {key: max(metric.step for metric in self.client.get_metric_history(run_id, key))
+                             for key in run.data.metrics}
         return run_id
+
+    def location(self) -> str:
+        """Where the run is logged and the command that shows it."""
+        database = sqlite_database(self.tracking_uri)
+        if database is not None:  # mlflow ui resolves the artifacts against ./mlartifacts: start it beside the database
+            return (f"MLflow run {self.run_id} in {database}; to view: cd {shlex.quote(str(database.parent))} && "
+                    f"mlflow ui --backend-store-uri {shlex.quote(SQLITE_PREFIX + database.name)}")
+        uri = redact_url(self.tracking_uri)
+        if urllib.parse.urlsplit(uri).scheme in HTTP_SCHEMES:
+            return f"MLflow run {self.run_id}: {uri.rstrip('/')}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return f"MLflow run {self.run_id} in {uri}; to view: mlflow ui --backend-store-uri {shlex.quote(uri)}"
 
     def log_params(self, params: dict) -> None:
         """Log new parameters. MLflow never changes a logged parameter, so a value that differs

@@ -15,6 +15,7 @@ summary/<key>. Offline and debug runs cannot be reopened (the client finds no ru
 there), so `run_id` is the server's id (e.g. "KMNIST-42") in async/sync mode, else None.
 """
 import os
+import shlex
 import warnings
 from collections import defaultdict
 from pathlib import Path
@@ -77,6 +78,8 @@ def choose_mode(cfg, token) -> str:
 class NeptuneBackend:
     """One neptune run; see the module docstring for modes and field names."""
 
+    logged_steps = {}  # not read back from neptune
+
     def __init__(self, cfg, run_dir: Path, run_name: str, resume_run_id=None):
         neptune = import_neptune()
         from neptune.types import File
@@ -98,6 +101,15 @@ class NeptuneBackend:
             else:
                 os.environ["NEPTUNE_DATA_DIRECTORY"] = previous
         self.run_id = self.run["sys/id"].fetch() if connected else None
+        self.mode, self.project, self.run_dir = mode, cfg.get("neptune_project"), Path(run_dir).resolve()
+
+    def location(self) -> str:
+        if self.mode == "offline":
+            return (f"neptune offline run in {self.run_dir / '.neptune'}; to upload it to a server: "
+                    f"neptune sync --path {shlex.quote(str(self.run_dir))} --project WORKSPACE/PROJECT")
+        if self.mode == "debug":
+            return "neptune debug mode: the run is kept in memory only, nothing is saved"
+        return f"neptune run {self.run_id} in project {self.project}"
 
     def log_params(self, params: dict) -> None:
         self.run["parameters"] = params

@@ -5,6 +5,7 @@ Scalars keep their names and steps; hyperparameters and the summary are markdown
 to the images tab. TensorBoard has no file store, so `log_file` does nothing (the files stay in run_dir).
 A resumed run appends a new event file to the same directory, which TensorBoard merges.
 """
+import shlex
 from pathlib import Path
 
 from utils.errors import ConfigError
@@ -30,9 +31,15 @@ class TensorBoardBackend:
     """A SummaryWriter on run_dir/tensorboard; `run_id` is None (the directory is the run)."""
 
     run_id = None
+    logged_steps = {}  # not read back from the event files
 
     def __init__(self, run_dir: Path):
-        self.writer = import_summary_writer()(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.log_dir = Path(run_dir).resolve() / "tensorboard"
+        self.writer = import_summary_writer()(log_dir=str(self.log_dir))
+
+    def location(self) -> str:
+        return (f"TensorBoard events in {self.log_dir}; to view (every run of the experiment): "
+                f"tensorboard --logdir {shlex.quote(str(self.log_dir.parents[1]))}")
 
     def log_params(self, params: dict) -> None:
         self.writer.add_text("hyperparameters", markdown_table(params))

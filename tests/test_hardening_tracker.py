@@ -200,3 +200,130 @@ def test_a_server_that_refuses_the_credentials_or_is_not_mlflow_is_named(tmp_pat
         server.shutdown()
     assert seen == [("/mlflow/api/2.0/mlflow/experiments/search?max_results=1", "Basic Ym9iOnNAY3JldA=="),
                     ("/mlflow/api/2.0/mlflow/experiments/search?max_results=1", None)]
+
+
+# ----------------------------------------------------------------- item 13: history of resumed, copied, abandoned runs
+@pytest.fixture(scope="module")
+def exp_dir(tmp_path_factory):
+    """One experiment folder (one mlflow.db, whose creation takes seconds) for the run tests."""
+    return tmp_path_factory.mktemp("runs")
+
+
+def mlflow_trainer(exp_dir, epochs, *overrides):
+    from tests.test_trainer import make_trainer, mlp_cfg
+    return make_trainer(mlp_cfg(exp_dir, "logger.backend='mlflow'", "logger.experiment='history'",
+                                "logger.flush_every=2", f"train.epochs={epochs}", *overrides))
+
+
+def store(exp_dir):
+    from mlflow import MlflowClient
+    return MlflowClient(f"sqlite:///{exp_dir}/mlflow.db")
+
+
+def logged_steps(exp_dir, run_id, key="train/loss"):
+    return sorted(metric.step for metric in store(exp_dir).get_metric_history(run_id, key))
+
+
+def stop_at_step(monkeypatch, step):
+    """Make training raise KeyboardInterrupt once `step` steps are done (their metrics logged)."""
+    from executors.trainer import Trainer
+    train_step = Trainer._train_step
+
+    def stopping(self, batch):
+        if self.global_step == step:
+            raise KeyboardInterrupt
+        train_step(self, batch)
+    monkeypatch.setattr(Trainer, "_train_step", stopping)
+
+
+def test_a_resumed_run_logs_each_step_once_and_says_where_it_is_logged(exp_dir, monkeypatch, capsys):
+    run_dir = exp_dir / "resumed"
+    run_dir.mkdir()
+    first = mlflow_trainer(exp_dir, 2)
+    per_epoch = len(first.train_loader)
+    stop_at_step(monkeypatch, per_epoch + 5)  # killed in epoch 2, after its first steps were logged
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(run_dir)
+    run_id, before = first.logger_run_id, logged_steps(exp_dir, first.logger_run_id)
+    assert before == list(range(1, before[-1] + 1)) and before[-1] > per_epoch + 2  # steps past last.pt
+    monkeypatch.undo()
+    resumed = mlflow_trainer(exp_dir, 2)
+    resumed.load_model(run_dir / "last.pt")  # epoch 1
+    resumed.fit(run_dir)
+    assert resumed.logger_run_id == run_id
+    for key in ("train/loss", "train/accuracy", "train/lr"):
+        assert logged_steps(exp_dir, run_id, key) == list(range(1, 2 * per_epoch + 1)), key
+    assert logged_steps(exp_dir, run_id, "test/accuracy") == [1, 2]
+    assert store(exp_dir).get_run(run_id).info.status == "FINISHED"
+    view = f"to view: cd {exp_dir} && mlflow ui --backend-store-uri sqlite:///mlflow.db"
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("Tracking:")]
+    assert lines == [f"Tracking: MLflow run {run_id} in {exp_dir / 'mlflow.db'}; {view}"] * 2  # once per process
+
+
+def test_a_copied_run_folder_gets_its_own_tracker_run_and_a_moved_one_keeps_it(exp_dir):
+    import json
+    import shutil
+    original = exp_dir / "original"
+    original.mkdir()
+    first = mlflow_trainer(exp_dir, 1)
+    first.fit(original)
+    per_epoch = len(first.train_loader)
+    shutil.copytree(original, exp_dir / "copy")
+    copy = mlflow_trainer(exp_dir, 2)
+    copy.load_model(exp_dir / "copy" / "last.pt")
+    with pytest.warns(UserWarning, match=f"belongs to the run folder {original}, of which {exp_dir / 'copy'} is a copy"):
+        copy.fit(exp_dir / "copy")
+    assert copy.logger_run_id != first.logger_run_id
+    assert json.loads((exp_dir / "copy" / "tracker.json").read_text()) == {"backend": "mlflow",
+                                                                          "run_id": copy.logger_run_id}
+    assert logged_steps(exp_dir, first.logger_run_id) == list(range(1, per_epoch + 1))  # the original is untouched
+    assert logged_steps(exp_dir, copy.logger_run_id) == list(range(per_epoch + 1, 2 * per_epoch + 1))
+    assert store(exp_dir).get_run(copy.logger_run_id).data.tags["run_dir"] == str(exp_dir / "copy")
+
+    original.rename(exp_dir / "moved")
+    moved = mlflow_trainer(exp_dir, 2)
+    moved.load_model(exp_dir / "moved" / "last.pt")
+    moved.fit(exp_dir / "moved")
+    assert moved.logger_run_id == first.logger_run_id
+    assert logged_steps(exp_dir, first.logger_run_id) == list(range(1, 2 * per_epoch + 1))
+    assert store(exp_dir).get_run(first.logger_run_id).data.tags["run_dir"] == str(exp_dir / "moved")
+
+
+def test_a_run_killed_before_its_first_checkpoint_is_closed_and_its_folder_reused(exp_dir, monkeypatch):
+    from executors.run_dir import claim_run_dir
+    monkeypatch.setattr(Logger, "__exit__", lambda *args: False)  # kill -9: the run is never ended
+    stop_at_step(monkeypatch, 3)
+    killed = mlflow_trainer(exp_dir, 1, "exp_name='abandoned'")
+    with pytest.raises(KeyboardInterrupt):
+        with claim_run_dir(exp_dir, "abandoned", killed.cfg.logger) as run_dir:
+            killed.fit(run_dir)
+    monkeypatch.undo()
+    assert store(exp_dir).get_run(killed.logger_run_id).info.status == "RUNNING"
+    assert sorted(path.name for path in run_dir.iterdir()) == [
+        ".lock", "config.json", "confusion_matrix_start.png", "tracker.json"]
+
+    restarted = mlflow_trainer(exp_dir, 1, "exp_name='abandoned'")
+    with claim_run_dir(exp_dir, "abandoned", restarted.cfg.logger) as reused:
+        assert reused == run_dir and sorted(path.name for path in run_dir.iterdir()) == [".lock"]
+        assert store(exp_dir).get_run(killed.logger_run_id).info.status == "KILLED"
+        with claim_run_dir(exp_dir, "abandoned", restarted.cfg.logger) as other:  # held: not reused
+            assert other == exp_dir / "abandoned_1"
+        restarted.fit(reused)
+    assert store(exp_dir).get_run(restarted.logger_run_id).info.status == "FINISHED"
+    assert restarted.logger_run_id != killed.logger_run_id
+    (exp_dir / "abandoned_1" / "notes.txt").write_text("mine")  # a folder with anything else is never reused
+    with claim_run_dir(exp_dir, "abandoned", restarted.cfg.logger) as third:
+        assert third == exp_dir / "abandoned_2"
+    assert (exp_dir / "abandoned_1" / "notes.txt").read_text() == "mine"
+
+
+def test_every_backend_says_where_the_run_is_and_how_to_view_it(tmp_path):
+    run_dir = make_run_dir(tmp_path / "exp", "tb")
+    with Logger(logger_cfg(backend="tensorboard"), run_dir, "tb") as logger:
+        assert logger.location == (f"Tracking: TensorBoard events in {run_dir / 'tensorboard'}; to view (every run "
+                                   f"of the experiment): tensorboard --logdir {tmp_path / 'exp'}")
+    with Logger(logger_cfg(backend="neptune"), run_dir, "offline") as logger:
+        assert logger.location == (f"Tracking: neptune offline run in {run_dir / '.neptune'}; to upload it to a "
+                                   f"server: neptune sync --path {run_dir} --project WORKSPACE/PROJECT")
+    with Logger(logger_cfg(backend="none"), run_dir, "none") as logger:
+        assert logger.location == "Tracking: logger.backend='none': nothing is logged besides the run folder"
