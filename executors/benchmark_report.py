@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from executors.atomic_files import write_text_atomic
 from executors.benchmark import gpu_rows, kmnist_mlp, pets_input, pets_train
+from utils.atomic_files import write_text_atomic
 from utils.errors import ConfigError, Interrupted
 from utils.runtime import resolve_device
 

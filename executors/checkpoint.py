@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from executors.atomic_files import write_atomic
+from utils.atomic_files import write_atomic
 from utils.errors import CheckpointError, ConfigError
 
 FORMAT_VERSION = 1
@@ -19,7 +19,7 @@ FORMAT_VERSION = 1
 
 def save_checkpoint(state: dict, path) -> None:
     """torch.save to a temporary file beside `path`, then rename over it (never half-written;
-    see executors/atomic_files.py). Raises StorageError for a full disk or an unwritable folder."""
+    see utils/atomic_files.py). Raises StorageError for a full disk or an unwritable folder."""
     write_atomic(path, lambda file: torch.save({"format_version": FORMAT_VERSION, **state}, file))
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from executors.atomic_files import write_text_atomic
 from executors.compare import markdown_table
 from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
 from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key, spread
+from utils.atomic_files import write_text_atomic
 from utils.errors import UserError, did_you_mean
 
 SMOOTHING_SHARE = 0.02  # the training-loss window, as a share of a config's steps

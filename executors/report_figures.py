@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from executors.atomic_files import write_atomic  # noqa: E402
+from utils.atomic_files import write_atomic  # noqa: E402
 
 FIGURE_SIZE = (10, 5.5)  # inches; saved at DPI with the legend outside
 

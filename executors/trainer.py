@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from executors.atomic_files import write_text_atomic
 from executors.checkpoint import (check_resumable, load_checkpoint, load_model_weights, restore_training_state,
                                   save_checkpoint)
 from executors.compiled import TrainingForward
@@ -32,6 +31,7 @@ from executors.run_files import epoch_row, metrics_csv, run_summary, step_row, s
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
+from utils.atomic_files import write_text_atomic
 from utils.config import to_plain
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
                            set_rng_state, uses_channels_last)

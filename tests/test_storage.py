@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import executors.atomic_files
-from executors.atomic_files import write_atomic, write_text_atomic
+import utils.atomic_files
 from executors.checkpoint import save_checkpoint
 from executors.run_dir import new_run_dir
+from utils.atomic_files import write_atomic, write_text_atomic
 from utils import interrupts
 from utils.errors import Interrupted, StorageError
 
@@ -33,7 +33,7 @@ def full_disk(monkeypatch):
         path.touch()
         made.append(path)
         return os.open("/dev/full", os.O_WRONLY), str(path)
-    monkeypatch.setattr(executors.atomic_files.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(utils.atomic_files.tempfile, "mkstemp", mkstemp)
     return made
 
 
@@ -101,13 +101,13 @@ def test_a_full_disk_during_training_fails_the_tracker_run_with_one_message(tmp_
     monkeypatch.setattr("logs.Logger.NullBackend.close", lambda self, status: statuses.append(status))
     trainer = make_trainer(mlp_cfg(tmp_path))
     (tmp_path / "run").mkdir()
-    original = executors.atomic_files.tempfile.mkstemp
+    original = utils.atomic_files.tempfile.mkstemp
 
     def mkstemp(prefix, suffix, dir):  # the disk fills up when the first checkpoint is written
         if prefix.startswith((".best.pt", ".last.pt")):
             return os.open("/dev/full", os.O_WRONLY), str(Path(dir) / f"{prefix}full{suffix}")
         return original(prefix=prefix, suffix=suffix, dir=dir)
-    monkeypatch.setattr(executors.atomic_files.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(utils.atomic_files.tempfile, "mkstemp", mkstemp)
     with pytest.raises(StorageError, match=f"cannot write {tmp_path / 'run'}/(best|last).pt: no space left"):
         trainer.fit(tmp_path / "run")
     assert statuses == ["FAILED"]

@@ -1,7 +1,7 @@
 """SIGINT and SIGTERM stop a command, but never in the middle of writing a file.
 
 scripts/ install `stop_on_signal` for both signals (utils.cli.run). It raises Interrupted
-at once, except inside `signals_deferred()` (executors/atomic_files.py wraps every file
+at once, except inside `signals_deferred()` (utils/atomic_files.py wraps every file
 write in it): there the signal is remembered and raised when the block ends, so a
 checkpoint being written is completed and renamed into place first. Raising inside a
 writer would otherwise leave a library's own state broken (torch.save turns the interrupt
