@@ -33,6 +33,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from logs.neptune_backend import api_token
+from utils.atomic_files import write_atomic
 from utils.config import is_secret_key, redact, to_plain
 from utils.errors import ConfigError, did_you_mean
 
@@ -220,11 +221,11 @@ class Logger:
             self._backend.log_metrics(new)
 
     def save_plot(self, fig, name: str) -> None:
-        """Save `fig` as run_dir/<name> (png), log it as an image named `name`, and close it."""
+        """Save `fig` as run_dir/<name> (png, written atomically: utils.atomic_files), log it as
+        an image named `name`, and close it."""
         path = self.run_dir / name
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fig.savefig(path, format="png", bbox_inches="tight")
+        try:  # temporary file + rename: a link planted at `path` is replaced, never written through
+            write_atomic(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))
             self._backend.log_image(fig, path, name)
         finally:
             plt.close(fig)

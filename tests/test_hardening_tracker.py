@@ -327,3 +327,29 @@ def test_every_backend_says_where_the_run_is_and_how_to_view_it(tmp_path):
                                    f"server: neptune sync --path {run_dir} --project WORKSPACE/PROJECT")
     with Logger(logger_cfg(backend="none"), run_dir, "none") as logger:
         assert logger.location == "Tracking: logger.backend='none': nothing is logged besides the run folder"
+
+
+# ----------------------------------------------------------------- item 1: links planted in a run folder
+def test_figures_and_artifact_copies_replace_planted_links_instead_of_writing_through_them(tmp_path):
+    import matplotlib.pyplot as plt
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    for name in ("plot.txt", "summary.txt"):
+        (outside / name).write_text("the user's own file\n")
+    exp_dir = tmp_path / "exp"
+    run_dir = make_run_dir(exp_dir)
+    (run_dir / "confusion_matrix_end.png").symlink_to(outside / "plot.txt")
+    (run_dir / "summary.json").write_text('{"epochs_completed": 1}')
+    with Logger(logger_cfg(), run_dir, "run") as logger:
+        artifacts = exp_dir / "mlartifacts" / "tracker" / logger.run_id / "artifacts"
+        artifacts.mkdir(parents=True)
+        (artifacts / "summary.json").symlink_to(outside / "summary.txt")
+        fig, axes = plt.subplots(figsize=(1, 1))
+        logger.save_plot(fig, "confusion_matrix_end.png")
+        logger.log_file(run_dir / "summary.json")
+    assert [(outside / name).read_text() for name in ("plot.txt", "summary.txt")] == ["the user's own file\n"] * 2
+    png = run_dir / "confusion_matrix_end.png"
+    assert not png.is_symlink() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    copied = artifacts / "summary.json"
+    assert not copied.is_symlink() and copied.read_text() == '{"epochs_completed": 1}'
+    assert (artifacts / "confusion_matrix_end.png").read_bytes() == png.read_bytes()
