@@ -271,7 +271,8 @@ def test_a_copied_run_folder_gets_its_own_tracker_run_and_a_moved_one_keeps_it(e
     shutil.copytree(original, exp_dir / "copy")
     copy = mlflow_trainer(exp_dir, 2)
     copy.load_model(exp_dir / "copy" / "last.pt")
-    with pytest.warns(UserWarning, match=f"belongs to the run folder {original}, of which {exp_dir / 'copy'} is a copy"):
+    copied_from = f"belongs to the run folder {original}, of which {exp_dir / 'copy'} is a copy"
+    with pytest.warns(UserWarning, match=copied_from):
         copy.fit(exp_dir / "copy")
     assert copy.logger_run_id != first.logger_run_id
     assert json.loads((exp_dir / "copy" / "tracker.json").read_text()) == {"backend": "mlflow",
