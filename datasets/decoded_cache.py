@@ -7,26 +7,31 @@ inside the dataset root, which may be read-only):
                  so bilinear sampling at an image's border behaves like clamping.
   sizes.npy      int32 [N, 2]: (height, width) in pixels of each image's content.
   manifest.json  format_version, name, count, canvas [H, W], max_side, prefix_key, bytes,
-                 source (sha1 of every source file's resolved path, size and mtime_ns).
+                 sizes_sha1, source (datasets/cache_manifest.py: a fingerprint of every
+                 source file's resolved path, size, mtime, ctime and inode).
 H and W are the largest height and width in the split after the optional `prefix` transform
-and after capping the longer side at `max_side`. `key` is a sha1 of FORMAT_VERSION,
-max_side, prefix_key and the resolved paths in order, so other settings get other folders.
+and after capping the longer side at `max_side`. `key` is a sha1 of KEY_VERSION, max_side,
+prefix_key and the resolved paths in order, so other settings get other folders (and a new
+format rebuilds the same folder instead of leaving the old one behind).
 
 Size on disk and in memory: N * 3 * H * W bytes, e.g. 3,680 images at a 500x500 canvas =
 2.76 GB. Building holds the decoded images once in memory (the canvas is known only after
 the last one) and writes the canvas image by image through a memory map.
 
-A cache is rebuilt when it is missing, damaged (unreadable, wrong shapes) or its source
-fingerprint differs (a source file changed, was replaced or touched); otherwise it is
-loaded without decoding anything. Building is atomic: a hidden temporary folder is renamed
-into place only when complete, so an error or an interrupt leaves an earlier cache intact.
+A cache is loaded without decoding anything when everything in it fits its manifest, the
+canvas and the split (datasets/cache_manifest.py lists the checks: shapes, dtypes, every
+size within 1..canvas, counts, the source fingerprint). Otherwise it is rebuilt, with a
+one-line note saying why when there was one. Building is atomic and takes turns
+(datasets/cache_folders.py): one process at a time per cache, under a lock, in a hidden
+temporary folder renamed into place only when complete, so an error or an interrupt leaves
+an earlier cache intact, and the next call removes what a killed build left. Decoding
+workers die with the process that started them (utils/parent_death.py).
 """
-import hashlib
+import functools
 import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +43,12 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs.paths import DATA_DIR
+from datasets.cache_folders import build_lock, make_build_dir, move_into_place, remove_leftovers
+from datasets.cache_manifest import FORMAT_VERSION, Unusable, read, sha1_lines, sizes_sha1, source_fingerprint
 from utils.errors import DataError
+from utils.parent_death import die_with_parent
 
-FORMAT_VERSION = 1
+KEY_VERSION = 1  # part of the folder names; FORMAT_VERSION is checked in the manifest instead
 DEFAULT_MAX_SIDE = 500  # px on the longer side: most of the pets release is at most this (README, "Speed")
 
 
@@ -96,57 +104,24 @@ def _as_is(item):
     return item
 
 
-def _sha1(lines) -> str:
-    """Hex sha1 of the lines' text, each ended by a newline."""
-    digest = hashlib.sha1()
-    for line in lines:
-        digest.update(f"{line}\n".encode())
-    return digest.hexdigest()
-
-
-def _source_fingerprint(resolved) -> str:
-    """sha1 over (path, size in bytes, mtime in ns) of every source file."""
-    lines = []
-    for path in resolved:
-        try:
-            stat = path.stat()
-        except OSError as error:
-            raise DataError(f"Cannot read the image {path} ({error.strerror or error}): restore the file "
-                            f"or remove it from the split.") from None
-        lines.append(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}")
-    return _sha1(lines)
-
-
-def _load(folder: Path, count: int, source: str):
-    """DecodedImages from `folder`, or None when it is missing, stale or damaged."""
+def _load(target: Path, expected: dict):
+    """(DecodedImages, None) of the cache in `target`, or (None, why it cannot be used; None
+    when there is no such folder)."""
+    if not target.exists():
+        return None, None
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
-        if (manifest["format_version"], manifest["count"], manifest["source"]) != (FORMAT_VERSION, count, source):
-            return None
-        images = np.load(folder / "images.npy", mmap_mode="r")
-        sizes = np.load(folder / "sizes.npy")
-        if images.dtype != np.uint8 or images.shape != (count, 3, *manifest["canvas"]) or sizes.shape != (count, 2):
-            return None
-        return DecodedImages(torch.from_numpy(np.array(images)), torch.from_numpy(sizes.astype(np.int64)))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _make_temporary_dir(cache_dir: Path, target: Path) -> Path:
-    """A new hidden `.<target name>.tmp-<random>` folder in `cache_dir`, which is created if needed."""
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=cache_dir))
-    except OSError as error:
-        raise DataError(f"Cannot write the decoded-image cache folder {cache_dir} ({error.strerror or error}): "
-                        f"set data.cache_dir to a writable folder.") from None
+        images, sizes = read(target, expected)
+    except Unusable as why:
+        return None, str(why)
+    return DecodedImages(torch.from_numpy(images), torch.from_numpy(sizes)), None
 
 
 def _decode_all(paths, decode, prefix, max_side, name, workers):
     """[uint8 [h, w, 3]] of every path, in order; a decoding DataError propagates. A progress
     bar on a terminal; elsewhere (a log file, a notebook) one line, not a frame per redraw."""
     loader = DataLoader(_DecodedSplit(paths, decode, prefix, max_side), batch_size=None,
-                        num_workers=workers, collate_fn=_as_is)
+                        num_workers=workers, collate_fn=_as_is,
+                        worker_init_fn=functools.partial(die_with_parent, os.getpid()) if workers else None)
     interactive = sys.stderr.isatty()
     if not interactive:
         print(f"Decoding {len(paths)} {name} images into the cache", flush=True)
@@ -173,23 +148,9 @@ def _write(folder: Path, arrays, manifest: dict) -> None:
     images.flush()
     del images
     np.save(folder / "sizes.npy", sizes)
-    manifest.update(count=len(arrays), canvas=[height, width], bytes=len(arrays) * 3 * height * width)
+    manifest.update(count=len(arrays), canvas=[height, width], bytes=len(arrays) * 3 * height * width,
+                    sizes_sha1=sizes_sha1(sizes))
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-
-def _move_into_place(temporary: Path, target: Path) -> None:
-    """Rename `temporary` to `target`; an old `target` is renamed aside first, then removed."""
-    if target.exists():
-        old = temporary.with_name(temporary.name + "-old")
-        os.replace(target, old)
-        try:
-            os.replace(temporary, target)
-        except OSError:
-            os.replace(old, target)
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(temporary, target)
 
 
 def load_or_build(paths, decode, *, name, cache_dir, prefix=None, prefix_key="", max_side=DEFAULT_MAX_SIDE,
@@ -208,31 +169,40 @@ def load_or_build(paths, decode, *, name, cache_dir, prefix=None, prefix_key="",
     """
     paths = [Path(path) for path in paths]
     resolved = [path.resolve() for path in paths]
-    key = _sha1([FORMAT_VERSION, max_side, prefix_key, *resolved])[:16]
     cache_dir = Path(cache_dir)
-    target = cache_dir / f"{name}-{key}"
-    source = _source_fingerprint(resolved)
-    cached = _load(target, len(resolved), source)
-    if cached is not None:
-        print(f"Loaded the decoded cache {target}: {_describe(cached)}")
-        return cached
-    temporary = _make_temporary_dir(cache_dir, target)
+    target = cache_dir / f"{name}-{sha1_lines([KEY_VERSION, max_side, prefix_key, *resolved])[:16]}"
+    expected = {"format_version": FORMAT_VERSION, "name": name, "count": len(paths), "max_side": max_side,
+                "prefix_key": prefix_key, "source": source_fingerprint(resolved)}
+    remove_leftovers(cache_dir)
+    cached, _ = _load(target, expected)
+    if cached is None:
+        with build_lock(cache_dir, target.name):
+            cached, why = _load(target, expected)  # another process may have built it while we waited
+            if cached is None:
+                if why is not None:
+                    print(f"Rebuilding the decoded cache {target}: {why}", flush=True)
+                return _build(paths, decode, prefix, max_side, workers, target, expected)
+    print(f"Loaded the decoded cache {target}: {_describe(cached)}")
+    return cached
+
+
+def _build(paths, decode, prefix, max_side, workers, target: Path, expected: dict) -> DecodedImages:
+    """Decode `paths` into a new cache folder renamed to `target` (see load_or_build), then read it back."""
+    temporary = make_build_dir(target.parent, target.name)
     try:
-        arrays = _decode_all(paths, decode, prefix, max_side, name, workers)
-        manifest = {"format_version": FORMAT_VERSION, "name": name, "max_side": max_side,
-                    "prefix_key": prefix_key, "source": source}
+        arrays = _decode_all(paths, decode, prefix, max_side, expected["name"], workers)
         try:
-            _write(temporary, arrays, manifest)
+            _write(temporary, arrays, dict(expected))
             del arrays
-            _move_into_place(temporary, target)
+            move_into_place(temporary, target)
         except OSError as error:
             raise DataError(f"Cannot write the decoded-image cache {target} ({error.strerror or error}): free "
                             f"space there, or set data.cache_dir to another folder.") from None
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
-    built = _load(target, len(resolved), source)
+    built, why = _load(target, expected)
     if built is None:
-        raise DataError(f"The decoded-image cache {target} cannot be read back after building: "
+        raise DataError(f"The decoded-image cache {target} cannot be read back after building ({why}): "
                         f"set data.cache_dir to another folder.")
     print(f"Built the decoded cache {target}: {_describe(built)}")
     return built

@@ -46,7 +46,13 @@ def fail_on_third(path):
 
 
 def cache_entries(cache_dir):
-    return sorted(p.name for p in cache_dir.iterdir())
+    """Names in `cache_dir` but the build locks (`.<name>.lock`, which stay by design)."""
+    return sorted(p.name for p in cache_dir.iterdir() if not p.name.endswith(".lock"))
+
+
+def only_cache(cache_dir):
+    (name,) = cache_entries(cache_dir)
+    return cache_dir / name
 
 
 def test_content_sizes_canvas_and_edge_padding(tmp_path):
@@ -59,7 +65,7 @@ def test_content_sizes_canvas_and_edge_padding(tmp_path):
         assert np.array_equal(image[:, :height, :width], array.transpose(2, 0, 1))
         assert np.array_equal(image[:, :height, width:], np.repeat(image[:, :height, width - 1:width], 30 - width, 2))
         assert np.array_equal(image[:, height:, :], np.repeat(image[:, height - 1:height, :], 25 - height, 1))
-    (folder,) = (tmp_path / "cache").iterdir()
+    folder = only_cache(tmp_path / "cache")
     assert folder.name.startswith("train-") and len(folder.name) == len("train-") + 16
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["count"] == 3 and manifest["canvas"] == [25, 30] and manifest["bytes"] == 3 * 3 * 25 * 30
@@ -130,26 +136,25 @@ def test_damaged_cache_is_rebuilt(tmp_path, damage):
     paths, _ = write_images(tmp_path / "images", [(10, 12), (14, 9)])
     decode, cache_dir = CountingDecode(), tmp_path / "cache"
     first = load_or_build(paths, decode, name="train", cache_dir=cache_dir)
-    (folder,) = cache_dir.iterdir()
+    folder = only_cache(cache_dir)
     damage(folder)
     again = load_or_build(paths, decode, name="train", cache_dir=cache_dir)
     assert decode.calls == 4 and torch.equal(first.images, again.images)
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_decode_error_leaves_the_earlier_cache_intact(tmp_path, workers):
+def test_decode_error_leaves_the_earlier_cache_intact(tmp_path, monkeypatch, workers):
     paths, _ = write_images(tmp_path / "images", [(10, 12), (14, 9), (8, 8), (9, 9)])
     cache_dir = tmp_path / "cache"
     earlier = load_or_build(paths, decode_rgb, name="train", cache_dir=cache_dir)
-    (folder,) = cache_dir.iterdir()
+    folder = only_cache(cache_dir)
     files = {p.name: p.read_bytes() for p in folder.iterdir()}
-    mtime = paths[0].stat().st_mtime_ns
-    os.utime(paths[0], ns=(mtime + 10**9, mtime + 10**9))  # stale: the next call rebuilds
-    with pytest.raises(DataError, match=r"^Cannot decode the image .*image_2\.png\.$"):
-        load_or_build(paths, fail_on_third, name="train", cache_dir=cache_dir, workers=workers)
+    with monkeypatch.context() as patch:  # stale, as if a source changed: the next call rebuilds
+        patch.setattr(decoded_cache, "source_fingerprint", lambda resolved: "changed")
+        with pytest.raises(DataError, match=r"^Cannot decode the image .*image_2\.png\.$"):
+            load_or_build(paths, fail_on_third, name="train", cache_dir=cache_dir, workers=workers)
     assert cache_entries(cache_dir) == [folder.name]
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
-    os.utime(paths[0], ns=(mtime, mtime))
     decode = CountingDecode()
     loaded = load_or_build(paths, decode, name="train", cache_dir=cache_dir)
     assert decode.calls == 0 and torch.equal(loaded.images, earlier.images)
