@@ -8,6 +8,13 @@ is larger than the spread (executors/report_stats.py). Configs are ranked on val
 accuracy when every run has one (the choice is made there), else on test accuracy; the gaps
 are taken to the top config, or to a named baseline config (an ablation: each change
 against the base).
+
+Which runs: one per (config, seed). A config trained again with the same seed counts once,
+by its run with the most completed epochs (of equal ones, the newest), so a short rerun never
+replaces a full run; the report names each run left out and why. When the runs kept differ
+in completed epochs (configs trained for different lengths, an interrupted seed), a line
+above the table says so and the table's "epochs" column shows each config's range. Epoch
+and step axes have whole-number ticks.
 """
 import csv
 import datetime
@@ -18,7 +25,7 @@ import numpy as np
 
 from executors.compare import markdown_table
 from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
-from executors.report_stats import config_statistics, gap_verdict, newest_per_seed, ranked, selection_key, spread
+from executors.report_stats import config_statistics, gap_verdict, one_run_per_seed, ranked, selection_key, spread
 from utils.atomic_files import write_text_atomic
 from utils.errors import UserError, did_you_mean
 
@@ -124,6 +131,17 @@ def _gaps(stats, best: dict) -> str:
     return "\n".join(lines)
 
 
+def _lengths(stats) -> list:
+    """[a paragraph, ""] saying that the runs of `stats` differ in completed epochs and how,
+    or [] when they all have the same number."""
+    if len({row.get("epochs_completed") for entry in stats for row in entry["runs"]}) < 2:
+        return []
+    each = ", ".join(f"{entry['config']} {entry['epochs'] or '?'}" for entry in stats)
+    return [f"**Runs of different lengths are compared here** (epochs completed: {each}). A run with fewer "
+            f"epochs had less training, so its accuracy is not like for like; per-epoch curves of several seeds "
+            f"are averaged up to the shortest. Use --filter to compare runs of one length.", ""]
+
+
 def _dataset_section(dataset: str, stats: list, out_dir: Path, baseline) -> str:
     roots = {row.get("data_root") for entry in stats for row in entry["runs"]}
     name = f"{dataset} ({roots.pop()})" if len(roots) == 1 and None not in roots else dataset
@@ -132,7 +150,7 @@ def _dataset_section(dataset: str, stats: list, out_dir: Path, baseline) -> str:
     on = "validation" if selection_key(stats) == "final_val_accuracy" else "test"
     runs = sum(len(entry["runs"]) for entry in stats)
     parts = [f"## {name}", "", f"{len(stats)} configs, {runs} runs; ranked on mean final {on} accuracy. "
-             f"Values are mean ± sample standard deviation over seeds.", "", _table(stats), ""]
+             f"Values are mean ± sample standard deviation over seeds.", ""] + _lengths(stats) + [_table(stats), ""]
     if len(stats) > 1:
         reference = next((entry for entry in stats if entry["config"] == baseline), stats[0])
         parts += [_gaps(stats, reference), ""]
@@ -141,22 +159,29 @@ def _dataset_section(dataset: str, stats: list, out_dir: Path, baseline) -> str:
     return "\n".join(parts)
 
 
+def _epochs(row) -> str:
+    count = row.get("epochs_completed")
+    return "epochs unknown" if count is None else f"{count} epoch{'' if count == 1 else 's'}"
+
+
 def write_report(rows: list, out_dir, source: str, baseline: str = None) -> Path:
     """Write `out_dir`/report.md and its figures for the finished runs `rows` (as
     compare.collect_summaries returns them, with "path"); `source` says where they came
     from (a line of the report); gaps are taken to the config `baseline` (None: the top
     one), a UserError when no dataset has it. Returns the report's path."""
     out_dir = Path(out_dir)
-    rows, ignored = newest_per_seed(rows)
+    rows, left_out = one_run_per_seed(rows)
     stats = config_statistics(rows)
     configs = sorted({entry["config"] for entry in stats})
     if baseline is not None and baseline not in configs:
         raise UserError(f"--baseline '{baseline}' is not among the configs compared: {', '.join(configs)}."
                         f"{did_you_mean(baseline, configs)}")
     parts = ["# Run comparison", "", f"{source}; {datetime.date.today().isoformat()}.", ""]
-    if ignored:
-        parts += [f"Older runs of a config and seed that was trained again are left out: "
-                  f"{', '.join(sorted(row['run'] for row in ignored))}.", ""]
+    if left_out:
+        parts += ["Runs left out: a config trained again with the same seed counts once, by its run with the most "
+                  "completed epochs (of equal ones, the newest): " + "; ".join(
+                      f"{row['run']} ({_epochs(row)}{', older' if _epochs(row) == _epochs(kept) else ''}; "
+                      f"{kept['run']} with {_epochs(kept)} is used)" for row, kept in left_out) + ".", ""]
     for dataset in sorted({entry["dataset"] for entry in stats}):
         parts.append(_dataset_section(dataset, [e for e in stats if e["dataset"] == dataset], out_dir, baseline))
     parts += ["## Every run", "", markdown_table(rows), ""]

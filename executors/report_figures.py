@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from utils.atomic_files import write_atomic  # noqa: E402
 
@@ -58,7 +59,9 @@ def curves_figure(groups: list, title: str, xlabel: str, ylabel: str, log_y: boo
 
     groups: [(label, [(x, y), ...] one pair of equal-length 1-D arrays per run)]. A config
     with several runs is drawn as its mean line with a +-1 std band and each run faint
-    beneath; its label gets "(n seeds)". log_y: a logarithmic y axis (positive values).
+    beneath; its label gets "(n seeds)", and "mean up to <xlabel> X" when its runs differ in
+    length (the mean stops at the shortest). x values are counts (epochs, steps): the x axis
+    has whole-number ticks. log_y: a logarithmic y axis (positive values).
     """
     figure, axes = plt.subplots(figsize=FIGURE_SIZE)
     for (label, runs), (colour, style, _) in zip(groups, config_styles(len(groups))):
@@ -68,10 +71,13 @@ def curves_figure(groups: list, title: str, xlabel: str, ylabel: str, log_y: boo
             for run_x, run_y in runs:
                 axes.plot(run_x, run_y, color=colour, linestyle=style, linewidth=0.6, alpha=0.3)
             axes.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
-        axes.plot(x, mean, color=colour, linestyle=style, linewidth=1.8,
-                  label=f"{label} ({len(runs)} seeds)" if len(runs) > 1 else label)
+        if len(runs) > 1:
+            cut = f", mean up to {xlabel} {x[-1]:g}" if len({len(y) for _, y in runs}) > 1 else ""
+            label = f"{label} ({len(runs)} seeds{cut})"
+        axes.plot(x, mean, color=colour, linestyle=style, linewidth=1.8, label=label)
     if log_y:
         axes.set_yscale("log")
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _finish(figure, axes, title, xlabel, ylabel)
 
 

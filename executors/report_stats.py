@@ -7,6 +7,11 @@ seeds (n - 1 in the denominator); with one seed it is unknown (None). Two config
 apart only when the gap between their means is larger than the sum of their standard
 deviations, i.e. when the mean +- std intervals do not overlap: with 3 seeds that is a
 rough, deliberately cautious rule, not a significance test.
+
+One run per (config, seed): when a config was trained again with the same seed, the run with
+the most completed epochs is kept (ties: the newest), so a short rerun never replaces a full
+run; the report names the runs left out and why. The runs kept may still differ in length
+(configs trained for different epochs, or an interrupted seed): the report then says so.
 """
 import math
 import re
@@ -30,20 +35,25 @@ def mean_std(values) -> tuple:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else None
 
 
-def newest_per_seed(rows: list) -> tuple:
-    """(kept, ignored): of several finished runs of one config with the same seed (a config
-    trained again), the one whose summary.json is newest is kept."""
+def one_run_per_seed(rows: list) -> tuple:
+    """(kept, left_out): of several finished runs of one config with the same seed (a config
+    trained again), the one with the most completed epochs is kept, and of those the one whose
+    summary.json is newest; left_out is [(row, the kept row it gave way to)], in `rows` order.
+    A shorter rerun (a quick check) never replaces a full run silently."""
     kept = {}
     for row in rows:
         key = (row["dataset"], config_name(row), row.get("seed"))
-        if key not in kept or _finished_at(row) > _finished_at(kept[key]):
+        if key not in kept or _preference(row) > _preference(kept[key]):
             kept[key] = row
-    chosen = {id(row) for row in kept.values()}
-    return [row for row in rows if id(row) in chosen], [row for row in rows if id(row) not in chosen]
+    winner = {id(row): kept[(row["dataset"], config_name(row), row.get("seed"))] for row in rows}
+    return ([row for row in rows if winner[id(row)] is row],
+            [(row, winner[id(row)]) for row in rows if winner[id(row)] is not row])
 
 
-def _finished_at(row: dict) -> float:
-    return (Path(row["path"]) / "summary.json").stat().st_mtime if row.get("path") else 0.0
+def _preference(row: dict) -> tuple:
+    """(completed epochs, time summary.json was written): larger is kept."""
+    finished_at = (Path(row["path"]) / "summary.json").stat().st_mtime if row.get("path") else 0.0
+    return row.get("epochs_completed") or 0, finished_at
 
 
 def _span(values) -> str:

@@ -3,7 +3,9 @@
 Without --report: Markdown tables, one ranking per dataset (best final test accuracy first),
 with lr and batch size columns. With --report DIR: DIR/report.md and PNG figures (curves per
 epoch and per step with seeds as mean and band, final accuracy with its spread, mean +- std
-table over seeds; see executors/report.py).
+table over seeds; see executors/report.py). A config trained again with the same seed counts
+once in the report, by its run with the most completed epochs (of equal ones, the newest);
+the report names the runs left out, and says so when the runs compared differ in length.
 
 python scripts/compare_runs.py [--exp-dir runs] [--filter GLOB [GLOB ...]] [--dataset NAME]
                               [--report DIR [--baseline CONFIG]]

@@ -14,7 +14,7 @@ import pytest
 from executors.compare import collect_summaries, filter_runs
 from executors.report import read_columns, write_report
 from executors.report_figures import config_styles, curves_figure, final_accuracy_figure, mean_band, trailing_mean
-from executors.report_stats import (config_name, config_statistics, gap_verdict, mean_std, newest_per_seed, ranked,
+from executors.report_stats import (config_name, config_statistics, gap_verdict, mean_std, one_run_per_seed, ranked,
                                     selection_key)
 from utils.errors import UserError
 
@@ -104,15 +104,68 @@ def test_gap_verdicts_compare_the_gap_with_the_sum_of_spreads():
     assert gap_verdict((0.91, 0.01), (0.80, None)) == "one seed: spread unknown"
 
 
-def test_a_config_and_seed_trained_twice_counts_once_the_newest(runs):
-    again = write_run(runs, "rerun", 0, 0.5)
-    newer = runs / "rerun_seed0_1"
-    again.rename(newer)
-    write_run(runs, "rerun", 0, 0.7)
-    os.utime(newer / "summary.json", (2e9, 2e9))
-    kept, ignored = newest_per_seed(collect_summaries(runs))
-    assert [row["run"] for row in ignored] == ["rerun_seed0"]
+def rerun(exp_dir, accuracies_epochs, newest_last=True):
+    """The config "rerun" trained with seed 0 once per (accuracy, epochs), in directories
+    rerun_seed0, rerun_seed0_1, ...; summary.json times increase in that order."""
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    for index, (accuracy, epochs) in enumerate(accuracies_epochs):
+        made = write_run(exp_dir.parent / f"staging{index}", "rerun", 0, accuracy, epochs=epochs)
+        run_dir = made.rename(exp_dir / ("rerun_seed0" + (f"_{index}" if index else "")))
+        os.utime(run_dir / "summary.json", (2e9 + index, 2e9 + index))
+
+
+def test_a_config_and_seed_trained_twice_counts_once_the_newest_of_equal_length(runs):
+    rerun(runs, [(0.7, 3), (0.5, 3)])
+    kept, left_out = one_run_per_seed(collect_summaries(runs))
+    assert [(row["run"], used["run"]) for row, used in left_out] == [("rerun_seed0", "rerun_seed0_1")]
     assert [row["final_test_accuracy"] for row in kept if row["run"].startswith("rerun")] == [0.5]
+
+
+def test_a_shorter_newer_rerun_does_not_replace_the_full_run_and_the_report_says_so(tmp_path):
+    exp_dir = tmp_path / "runs"
+    rerun(exp_dir, [(0.9, 10), (0.6, 2)])  # the 2-epoch quick check is the newest
+    kept, left_out = one_run_per_seed(collect_summaries(exp_dir))
+    assert [row["run"] for row in kept] == ["rerun_seed0"] and kept[0]["epochs_completed"] == 10
+    assert [(row["run"], used["run"]) for row, used in left_out] == [("rerun_seed0_1", "rerun_seed0")]
+    text = write_report(collect_summaries(exp_dir), tmp_path / "report", "x").read_text()
+    assert ("Runs left out: a config trained again with the same seed counts once, by its run with the most "
+            "completed epochs (of equal ones, the newest): rerun_seed0_1 (2 epochs; rerun_seed0 with 10 epochs "
+            "is used).") in text
+    row = next(line for line in text.splitlines() if line.startswith("| rerun | 0 |"))
+    assert row.startswith("| rerun | 0 | 1,000 | 10 |") and "| 90.00 |" in row and "different lengths" not in text
+    curve = read_columns(exp_dir / "rerun_seed0" / "metrics.csv")["test_accuracy"]
+    assert len(curve) == 10 and "| rerun_seed0 |" in text and "| rerun_seed0_1 |" not in text
+
+
+def test_runs_of_different_lengths_are_compared_only_with_a_visible_line(tmp_path):
+    exp_dir = tmp_path / "runs"
+    write_run(exp_dir, "long", 0, 0.9, epochs=10)
+    write_run(exp_dir, "long", 1, 0.91, epochs=10)
+    write_run(exp_dir, "short", 0, 0.8, epochs=2)
+    write_run(exp_dir, "mixed", 0, 0.85, epochs=10)
+    write_run(exp_dir, "mixed", 1, 0.84, epochs=4)  # an interrupted seed
+    out = tmp_path / "report"
+    text = write_report(collect_summaries(exp_dir), out, "x").read_text()
+    assert ("**Runs of different lengths are compared here** (epochs completed: long 10, mixed 4-10, short 2).") in text
+    assert "| short | 0 | 1,000 | 2 |" in text and "| mixed | 0,1 | 1,000 | 4-10 |" in text
+    same = tmp_path / "same"
+    write_run(same, "a", 0, 0.9, epochs=4)
+    write_run(same, "b", 0, 0.8, epochs=4)
+    assert "different lengths" not in write_report(collect_summaries(same), tmp_path / "r2", "x").read_text()
+
+
+def test_per_epoch_and_per_step_axes_have_whole_number_ticks():
+    for x in (np.arange(1, 3), np.arange(1, 8), np.arange(1, 31)):  # 2 epochs gave ticks at 1.25, 1.5, ...
+        figure = curves_figure([("a", [(x, 0.5 + 0.01 * x), (x[:-1], 0.51 + 0.01 * x[:-1])])], "t", "epoch", "acc")
+        axes = figure.axes[0]
+        figure.canvas.draw()
+        ticks = [t for t in axes.get_xticks() if axes.get_xlim()[0] <= t <= axes.get_xlim()[1]]
+        assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks), ticks
+        labels = [t.get_text() for t in axes.get_xticklabels() if t.get_text()]
+        assert all(label.lstrip("−-").isdigit() for label in labels), labels
+        legend = [t.get_text() for t in axes.get_legend().get_texts()]
+        assert legend == [f"a (2 seeds, mean up to epoch {x[-2]})"]  # the mean stops at the shorter seed
+        plt.close(figure)
 
 
 def test_curve_helpers_match_direct_computation():
