@@ -50,6 +50,8 @@ def test_figure_size_is_bounded_whatever_the_classes_and_leaves_no_open_pyplot_f
     assert huge.get_figwidth() <= 12 and huge.get_figheight() <= 11
     shown = [t.get_text() for t in huge.axes[0].get_yticklabels()]  # rows thinner than the font: every k-th name
     assert shown[:2] == ["class_0 (1)", "class_3 (1)"] and len(huge.axes[0].texts) == 0
+    long_name = plot_confusion_matrix(np.eye(2, dtype=int), ["a" * 40, "b"])
+    assert [t.get_text() for t in long_name.axes[0].get_xticklabels()] == ["a" * 25 + "…", "b"]
     for _ in range(20):
         plot_confusion_matrix(np.eye(10, dtype=int), [str(i) for i in range(10)])
     assert plt.get_fignums() == []
