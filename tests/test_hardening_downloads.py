@@ -8,7 +8,10 @@ import http.server
 import io
 import os
 import re
+import socket
+import stat
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -279,19 +282,20 @@ def test_archives_with_md5_none_are_read_through_and_must_hold_the_release_folde
 
 
 def sleeps_after(data: bytes):
-    """A respond() that announces `data`, sends its first 10 bytes, then goes silent."""
+    """A respond() that announces `data`, sends its first 10 bytes, then goes silent (for 5 s at
+    most, so a client that waits for ever fails the test quickly too)."""
     def respond(handler):
         send(handler, data[:10], length=len(data))
         handler.wfile.flush()
-        release.wait(30)
+        release.wait(5)
     return respond
 
 
 def trickles(data: bytes):
-    """A respond() that announces `data` and sends it one byte every 50 ms."""
+    """A respond() that announces `data` and sends it one byte every 50 ms, for 5 s at most."""
     def respond(handler):
         send(handler, b"", length=len(data))
-        for byte in data:
+        for byte in data[:100]:
             if release.wait(0.05):
                 return
             handler.wfile.write(bytes([byte]))
@@ -321,3 +325,56 @@ def test_progress_off_a_terminal_is_plain_lines_up_to_the_whole_size(good, tmp_p
     size = len(good[KMNIST_NAMES[0]]) / 1e6
     assert lines[0] == f"Downloading {url}{KMNIST_NAMES[0]}"
     assert re.fullmatch(rf"  {KMNIST_NAMES[0]}: {size:.1f} of {size:.1f} MB \(100%\), [\d.]+ MB/s", lines[-1])
+
+
+# --- items 6 and 21: leftovers of killed downloads, and the mode of downloaded files ------------
+
+def test_the_next_download_removes_the_parts_of_dead_downloads_and_keeps_live_ones(good, tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    dead_pid = int(open("/proc/sys/kernel/pid_max").read()) + 1  # no process can have it
+    host = socket.gethostname().replace(".", "-")
+    name = KMNIST_NAMES[0]
+    dead = root / f".{name}.{host}.{dead_pid}.0a1b2c3d.part"
+    live = root / f".{name}.{host}.{os.getpid()}.0a1b2c3d.part"  # a download running in this process
+    other_host = root / f".{name}.elsewhere.{dead_pid}.0a1b2c3d.part"  # its pid says nothing here
+    old_style, old_fresh = root / f".{name}.k3j_2x9q.part", root / f".{name}.a8d_7w2e.part"  # mkstemp's names
+    for part in (dead, live, other_host, old_style, old_fresh):
+        part.write_bytes(b"half a download")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old_style, (hours_ago, hours_ago))
+    with http_answers(serving(good)) as url:
+        ensure_files(root, dict.fromkeys(KMNIST_NAMES), [url], True, "KMNIST")
+    assert sorted(os.listdir(root)) == sorted([live.name, other_host.name, old_fresh.name, *KMNIST_NAMES])
+
+
+def test_a_download_killed_midway_leaves_a_part_that_the_next_run_removes(good, tmp_path):
+    root = tmp_path / "root"
+    release.clear()
+    with http_answers(sleeps_after(good[KMNIST_NAMES[0]])) as stalled:
+        child = subprocess.Popen([sys.executable, "-c", "import sys; from datasets.download import ensure_files; "
+                                  "ensure_files(sys.argv[1], {sys.argv[2]: None}, [sys.argv[3]], True, 'KMNIST')",
+                                  str(root), KMNIST_NAMES[0], stalled], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 20
+            while not list(root.glob(".*.part")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            child.kill()
+            child.wait()
+    assert len(list(root.glob(".*.part"))) == 1  # what SIGKILL leaves
+    with http_answers(serving(good)) as url:
+        ensure_files(root, dict.fromkeys(KMNIST_NAMES), [url], True, "KMNIST")
+    assert sorted(os.listdir(root)) == sorted(KMNIST_NAMES)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_downloaded_files_get_the_mode_a_plain_open_gives(good, tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        with http_answers(serving(good)) as url:
+            ensure_files(tmp_path / "root", dict.fromkeys(KMNIST_NAMES), [url], True, "KMNIST")
+    finally:
+        os.umask(old)
+    assert {name: stat.S_IMODE((tmp_path / "root" / name).stat().st_mode) for name in KMNIST_NAMES} == \
+        dict.fromkeys(KMNIST_NAMES, mode)
