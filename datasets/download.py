@@ -141,7 +141,8 @@ def ensure_files(root, files: dict, mirrors, download: bool, dataset_name: str, 
                     print(f"  failed: {failures[name][-1]}")
     if failures:
         unusable = {name: problems[name] for name in failures}
-        unusable.update({name: why for name, md5 in (companions or {}).items() if (why := problem(root / name, md5))})
+        unusable.update({name: why for name, md5 in (companions or {}).items()
+                         if (why := problem(root / name, md5, validate))})
         every = {**files, **(companions or {})}
         raise DataError(_placement_message(root, unusable, every, failures, dataset_name, download, layout_hint))
     return root

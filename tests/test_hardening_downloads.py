@@ -249,10 +249,16 @@ def test_a_bad_file_an_earlier_run_kept_is_downloaded_again_when_md5_is_none(goo
     assert files_of(tmp_path / "root") == good
 
 
-def test_a_bad_file_with_md5_none_and_downloading_off_says_what_it_is(tmp_path):
-    (tmp_path / "x.gz").write_bytes(HTML)
-    with pytest.raises(DataError, match=r"x\.gz is present but not a readable gzip file \(Not a gzipped file"):
-        ensure_files(tmp_path, {"x.gz": None}, [], False, "KMNIST")
+def test_bad_files_with_md5_none_and_downloading_off_say_what_they_are(tmp_path):
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(HTML)
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"no idx header"))  # a companion
+    with pytest.raises(DataError) as raised:
+        ensure_files(tmp_path, {"train-images-idx3-ubyte.gz": None}, [], False, "KMNIST", validate=check_idx,
+                     companions={"t10k-images-idx3-ubyte.gz": None})
+    assert str(raised.value).startswith(
+        f"KMNIST files in {tmp_path} are not usable: train-images-idx3-ubyte.gz is present but not a readable gzip "
+        f"file (Not a gzipped file (b'<!')); t10k-images-idx3-ubyte.gz is present but not an idx file of 3-D "
+        f"unsigned bytes (bad header). Downloading is off")
 
 
 def make_tar_gz(members: dict) -> bytes:
