@@ -33,7 +33,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from logs.neptune_backend import api_token
-from utils.atomic_files import write_atomic
+from utils.atomic_files import save_figure_atomic
 from utils.config import is_secret_key, redact, to_plain
 from utils.errors import ConfigError, did_you_mean
 
@@ -224,8 +224,8 @@ class Logger:
         """Save `fig` as run_dir/<name> (png, written atomically: utils.atomic_files), log it as
         an image named `name`, and close it."""
         path = self.run_dir / name
-        try:  # temporary file + rename: a link planted at `path` is replaced, never written through
-            write_atomic(path, lambda file: fig.savefig(file, format="png", bbox_inches="tight"))
+        try:  # a link planted at `path` is replaced, one among run_dir's folders refused (utils.atomic_files)
+            save_figure_atomic(fig, path, inside=self.run_dir, bbox_inches="tight")
             self._backend.log_image(fig, path, name)
         finally:
             plt.close(fig)

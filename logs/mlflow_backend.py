@@ -20,7 +20,6 @@ single-point metrics would add a chart each.
 import logging
 import re
 import shlex
-import shutil
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -33,7 +32,7 @@ from mlflow.utils.validation import (MAX_ENTITY_KEY_LENGTH, MAX_METRICS_PER_BATC
 
 from logs.mlflow_store import (ARTIFACTS_FOLDER, HTTP_SCHEMES, SQLITE_PREFIX, open_sqlite_store, sqlite_database,
                                sqlite_failure, store_lock)
-from utils.atomic_files import write_atomic
+from utils.atomic_files import copy_file_atomic
 from utils.errors import StorageError, storage_error
 from utils.urls import redact_url
 
@@ -217,11 +216,9 @@ class MlflowBackend:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
             return
         folder = self.artifact_dir / artifact_path if artifact_path else self.artifact_dir
-        try:  # temporary file + rename: a link planted at the copy's path is replaced, never written through
-            with path.open("rb") as source:
-                write_atomic(folder / path.name, lambda file: shutil.copyfileobj(source, file))
-        except OSError as error:
-            raise storage_error(error, "copy an artifact into", folder) from None
+        # temporary file + rename: a link planted at the copy's path is replaced, never written through,
+        # and a link among the folders below the store's is refused (utils.atomic_files)
+        copy_file_atomic(path, folder / path.name, inside=sqlite_database(self.tracking_uri).parent)
 
     def log_summary(self, summary: dict) -> None:
         """The summary as tags final/<key> (no charts)."""

@@ -28,12 +28,12 @@ def full_disk(monkeypatch):
     """Temporary files of atomic writes are opened on /dev/full: every write fails with ENOSPC."""
     made = []
 
-    def mkstemp(prefix, suffix, dir):
-        path = Path(dir) / f"{prefix}full{suffix}"
-        path.touch()
-        made.append(path)
-        return os.open("/dev/full", os.O_WRONLY), str(path)
-    monkeypatch.setattr(utils.atomic_files.tempfile, "mkstemp", mkstemp)
+    def open_temporary(folder, name):
+        temporary = f".{name}.full.tmp"
+        os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT, dir_fd=folder))
+        made.append(temporary)
+        return temporary, os.open("/dev/full", os.O_WRONLY)
+    monkeypatch.setattr(utils.atomic_files, "open_temporary", open_temporary)
     return made
 
 
@@ -101,13 +101,13 @@ def test_a_full_disk_during_training_fails_the_tracker_run_with_one_message(tmp_
     monkeypatch.setattr("logs.Logger.NullBackend.close", lambda self, status: statuses.append(status))
     trainer = make_trainer(mlp_cfg(tmp_path))
     (tmp_path / "run").mkdir()
-    original = utils.atomic_files.tempfile.mkstemp
+    original = utils.atomic_files.open_temporary
 
-    def mkstemp(prefix, suffix, dir):  # the disk fills up when the first checkpoint is written
-        if prefix.startswith((".best.pt", ".last.pt")):
-            return os.open("/dev/full", os.O_WRONLY), str(Path(dir) / f"{prefix}full{suffix}")
-        return original(prefix=prefix, suffix=suffix, dir=dir)
-    monkeypatch.setattr(utils.atomic_files.tempfile, "mkstemp", mkstemp)
+    def open_temporary(folder, name):  # the disk fills up when the first checkpoint is written
+        if name in ("best.pt", "last.pt"):
+            return f".{name}.full.tmp", os.open("/dev/full", os.O_WRONLY)
+        return original(folder, name)
+    monkeypatch.setattr(utils.atomic_files, "open_temporary", open_temporary)
     with pytest.raises(StorageError, match=f"cannot write {tmp_path / 'run'}/(best|last).pt: no space left"):
         trainer.fit(tmp_path / "run")
     assert statuses == ["FAILED"]
