@@ -32,22 +32,31 @@ class DeviceLoader:
         sizes: int64 [N, 2] on the CPU, (height, width) of each image at the canvas's
             top-left, or None when every image fills the canvas.
         rank, world_size: this process's share of each batch under data parallelism.
+        drop_single_last: with shuffle, leave out an epoch's last batch when it would give
+            each process one image (`left_out` = 1, images per process), on which BatchNorm
+            cannot train: different images each epoch.
     """
 
-    def __init__(self, images, labels, transform, batch_size, *, shuffle, seed, sizes=None, rank=0, world_size=1):
+    def __init__(self, images, labels, transform, batch_size, *, shuffle, seed, sizes=None, rank=0, world_size=1,
+                 drop_single_last=False):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images must be uint8 [N, C, H, W], not {images.dtype} {list(images.shape)}")
         self.images, self.labels, self.sizes = images, labels, sizes
         self.transform, self.batch_size, self.shuffle = transform, batch_size, shuffle
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
+        self.left_out = int(shuffle and drop_single_last and self._whole_shares() % batch_size == world_size)
 
-    def _epoch_size(self) -> int:
-        """Images per epoch over all processes (see the module docstring)."""
+    def _whole_shares(self) -> int:
+        """Images per epoch cut so that every process has a share of the same size (see the module docstring)."""
         count = len(self.labels)
         if not self.shuffle or self.world_size == 1:
             return count
         return count - (count % self.batch_size) % self.world_size
+
+    def _epoch_size(self) -> int:
+        """Images per epoch over all processes: _whole_shares() less the images left out."""
+        return self._whole_shares() - self.left_out * self.world_size
 
     def __len__(self):
         return math.ceil(self._epoch_size() / self.batch_size)

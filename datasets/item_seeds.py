@@ -32,11 +32,18 @@ class EpochItems(Sampler):
     multiple of world_size, and process `rank` takes items rank, rank + world_size, ...
     (DistributedSampler's split). shuffle=False (evaluation): item order, and each item in
     exactly one process's share. Item i is transformed from stream 1 + i.
+
+    With drop_single_last (a model with BatchNorm, which cannot train on one image) and
+    shuffle, a share whose last batch of `batch_size` would hold one item leaves that item
+    out (`left_out` = 1): a different item each epoch, the same count in every process.
     """
 
-    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1):
+    def __init__(self, size: int, seed: int, shuffle: bool, rank: int = 0, world_size: int = 1,
+                 batch_size: int = 1, drop_single_last: bool = False):
         self.size, self.seed, self.shuffle = size, seed, shuffle
         self.rank, self.world_size, self.epoch = rank, world_size, 0
+        self.share = math.ceil(size / world_size) if shuffle else len(range(rank, size, world_size))
+        self.left_out = int(shuffle and drop_single_last and self.share % batch_size == 1)
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the order and augmentations of epoch `epoch` (0-based)."""
@@ -47,17 +54,15 @@ class EpochItems(Sampler):
             return list(range(self.size))
         generator = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch, 0))
         order = torch.randperm(self.size, generator=generator).tolist()
-        padded = len(self) * self.world_size
+        padded = self.share * self.world_size
         return (order * math.ceil(padded / max(1, self.size)))[:padded]
 
     def __iter__(self):
         return ((index, stream_seed(self.seed, self.epoch, 1 + index))
-                for index in self._order()[self.rank::self.world_size])
+                for index in self._order()[self.rank::self.world_size][:len(self)])
 
     def __len__(self):
-        if self.shuffle:
-            return math.ceil(self.size / self.world_size)
-        return len(range(self.rank, self.size, self.world_size))
+        return self.share - self.left_out
 
 
 def _reseed(seed: int) -> None:

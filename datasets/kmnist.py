@@ -88,7 +88,10 @@ class KMNIST(Dataset):
         if images.shape[1:] != (28, 28) or len(images) != len(labels):
             raise DataError(f"KMNIST {split} files in {cfg.root} hold {images.shape} images and "
                             f"{labels.shape} labels instead of [N, 28, 28] and [N].")
-        if labels.size and labels.max() >= len(self.classes):
+        if len(labels) == 0:
+            raise DataError(f"The KMNIST {split} files in {cfg.root} hold no images: the {split} split would be "
+                            f"empty. Delete them and download again.")
+        if labels.max() >= len(self.classes):
             raise DataError(f"KMNIST {split} labels in {cfg.root} go up to {labels.max()}; expected 0-9.")
         self.images = torch.from_numpy(images.astype(np.uint8, copy=True))  # [N, 28, 28]
         self.labels = torch.from_numpy(labels.astype(np.int64))  # [N]

@@ -18,7 +18,7 @@ With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
 test transforms on either path.
 """
-import copy
+import os
 
 import torch
 from torch.utils.data import DataLoader
@@ -30,8 +30,9 @@ from datasets.device_loader import DeviceLoader
 from datasets.item_seeds import EpochItems, SeededItems
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
+from datasets.splits import holdout_indices, subset
 from datasets.transforms import build_transforms
-from utils.errors import ConfigError, UnsuitableLoader, did_you_mean
+from utils.errors import ConfigError, DataError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
@@ -58,36 +59,6 @@ def dataset_class(name):
     return DATASETS[name]
 
 
-def holdout_indices(labels, fraction: float, seed: int):
-    """(train indices, validation indices), int64 tensors in increasing order: a stratified
-    hold-out of round(fraction * n_c) items of each class c (at least one item stays in
-    training), drawn by a generator seeded with `seed` alone, so every loader path and process
-    gets the same split. labels: int64 [N]."""
-    generator = torch.Generator().manual_seed(seed)
-    held = []
-    for label in torch.unique(labels).tolist():
-        members = torch.nonzero(labels == label).flatten()
-        count = min(round(fraction * len(members)), len(members) - 1)
-        held.append(members[torch.randperm(len(members), generator=generator)[:count]])
-    val = torch.cat(held).sort().values if held else torch.zeros(0, dtype=torch.long)
-    keep = torch.ones(len(labels), dtype=torch.bool)
-    keep[val] = False
-    return torch.nonzero(keep).flatten(), val
-
-
-def subset(dataset, indices, split):
-    """A copy of `dataset` holding only the items at `indices` (int64 [n]), named `split`. Slices
-    what the datasets here keep per item: `samples` (file lists), `images` and `labels` tensors."""
-    part = copy.copy(dataset)
-    part.split = split
-    if isinstance(getattr(dataset, "samples", None), list):
-        part.samples = [dataset.samples[i] for i in indices.tolist()]
-    for name in ("images", "labels"):
-        if isinstance(vars(dataset).get(name), torch.Tensor):
-            setattr(part, name, vars(dataset)[name][indices])
-    return part
-
-
 def split_datasets(cfg):
     """{"train", ["val",] "test"} datasets of cfg.data without transforms; "val" holds out
     data.val_fraction of the training split (holdout_indices, from data.val_seed, or cfg.seed
@@ -99,6 +70,10 @@ def split_datasets(cfg):
         val_seed = data_cfg.get("val_seed")
         train_indices, val_indices = holdout_indices(datasets["train"].labels, fraction,
                                                      cfg.seed if val_seed is None else val_seed)
+        if len(val_indices) == 0:
+            raise ConfigError(f"data.val_fraction={fraction} holds out no image: round(val_fraction x images of a "
+                              f"class) is 0 for every class of the {len(datasets['train'])} training images; "
+                              f"raise it, or set 0 to select on the test split.")
         datasets["val"] = subset(datasets["train"], val_indices, "val")
         datasets["train"] = subset(datasets["train"], train_indices, "train")
     return datasets
@@ -116,15 +91,42 @@ class EpochDataLoader(DataLoader):
     def set_epoch(self, epoch: int) -> None:
         self.sampler.set_epoch(epoch)
 
+    @property
+    def left_out(self) -> int:
+        """Images of this process left out of each epoch for BatchNorm's sake (EpochItems)."""
+        return self.sampler.left_out
 
-def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, collate_fn=None):
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the system has one (as torch's
+    DataLoader counts them), else os.cpu_count()."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def worker_count(requested: int):
+    """(worker processes to start, note or None): data.num_workers capped at usable_cpus(),
+    beyond which torch's DataLoader warns that workers may run slowly or freeze."""
+    cpus = usable_cpus()
+    if requested <= cpus:
+        return requested, None
+    return cpus, (f"note: data.num_workers={requested} is more than the {cpus} CPUs this process may use: "
+                  f"{cpus} worker processes are started")
+
+
+def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, collate_fn=None, drop_single_last=False):
     """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
-    global batch; the training split is shuffled per epoch, and every item's randomness is
-    fixed by (cfg.seed, epoch, index) (datasets/item_seeds.py), so the worker processes
-    stay alive from epoch to epoch. collate_fn None: torch's default (stacks the items' tensors)."""
-    workers = cfg.data.num_workers
-    sampler = EpochItems(len(dataset), cfg.seed, shuffle=split == "train", rank=rank, world_size=world_size)
-    return EpochDataLoader(SeededItems(dataset), batch_size=(batch_size or cfg.train.batch_size) // world_size,
+    global batch and data.num_workers worker processes (at most usable_cpus()); the training
+    split is shuffled per epoch, and every item's randomness is fixed by (cfg.seed, epoch,
+    index) (datasets/item_seeds.py), so the worker processes stay alive from epoch to epoch.
+    collate_fn None: torch's default (stacks the items' tensors). drop_single_last: leave out a
+    last training batch of one image (see EpochItems)."""
+    workers, _ = worker_count(cfg.data.num_workers)
+    per_process = (batch_size or cfg.train.batch_size) // world_size
+    sampler = EpochItems(len(dataset), cfg.seed, shuffle=split == "train", rank=rank, world_size=world_size,
+                         batch_size=per_process, drop_single_last=drop_single_last)
+    return EpochDataLoader(SeededItems(dataset), batch_size=per_process,
                            sampler=sampler, num_workers=workers, collate_fn=collate_fn,
                            pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                            prefetch_factor=4 if workers else None,
@@ -217,30 +219,46 @@ def choose_loader(cfg, datasets, device):
     return "device", plans, f"both splits fit in {device.type} memory as uint8"
 
 
-def _device_loaders(cfg, datasets, plans, device, rank, world_size):
+def _device_loaders(cfg, datasets, plans, device, rank, world_size, drop_single_last):
     loaders = {}
     for split, (prefix, transform) in plans.items():
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
         loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
-                                      seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size)
+                                      seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size,
+                                      drop_single_last=drop_single_last)
     return loaders
 
 
-def _cached_loaders(cfg, datasets, plans, rank, world_size):
+def _cached_loaders(cfg, datasets, plans, rank, world_size, drop_single_last):
     """{split: DataLoader over CachedImages of the split's decoded cache, batched by its NormalizeBatch}."""
     loaders = {}
     for split, (prefix, transform, normalize) in plans.items():
         images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, torch.device("cpu"))
         items = CachedImages(images, sizes, labels, transform, split)
-        loaders[split] = make_loader(items, cfg, split, rank=rank, world_size=world_size, collate_fn=normalize)
+        loaders[split] = make_loader(items, cfg, split, rank=rank, world_size=world_size, collate_fn=normalize,
+                                     drop_single_last=drop_single_last)
     return loaders
 
 
-def build_loaders(cfg, rank=0, world_size=1) -> Loaders:
+def _check_training_batches(loader, world_size) -> None:
+    """Print a note when BatchNorm's sake leaves images out of each epoch; DataError when no
+    training batch is left."""
+    if loader.left_out:
+        print(f"note: the last training batch of each epoch would hold 1 image{' per process' * (world_size > 1)}, "
+              f"on which BatchNorm cannot train: it is left out (a different image each epoch)")
+    if len(loader) == 0:
+        raise DataError("The training split holds a single image, on which BatchNorm cannot train: give it at "
+                        "least 2 images.")
+
+
+def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
     """Loaders (train_loader, test_loader, class_names; `.val` the validation loader or None),
     on the path data.loader chooses, for process `rank` of `world_size` (each gets its share of
     every global batch of cfg.train.batch_size). With data.val_fraction > 0 the validation
     images are held out of the training split (split_datasets) and transformed as test images.
+    data.num_workers is capped at the CPUs this process may use, with a note (worker_count).
+    drop_single_last (for a model with BatchNorm): a last training batch that would give a
+    process one image is left out of each epoch, with a note.
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
@@ -253,19 +271,25 @@ def build_loaders(cfg, rank=0, world_size=1) -> Loaders:
         print(f"{data_cfg.name} training-set statistics for Normalize: mean={data_cfg.mean} std={data_cfg.std}")
     device = resolve_device(cfg.device)
     kind, plans, reason = choose_loader(cfg, datasets, device)
+    workers, workers_note = worker_count(data_cfg.num_workers)
     if kind == "device":
-        loaders = _device_loaders(cfg, datasets, plans, device, rank, world_size)
+        loaders = _device_loaders(cfg, datasets, plans, device, rank, world_size, drop_single_last)
         print(f"Data loader: device, batches built on {device} ({reason})")
     elif kind == "cached":
-        loaders = _cached_loaders(cfg, datasets, plans, rank, world_size)
-        print(f"Data loader: cached, {data_cfg.num_workers} worker processes over the decoded cache ({reason})")
+        loaders = _cached_loaders(cfg, datasets, plans, rank, world_size, drop_single_last)
+        print(f"Data loader: cached, {workers} worker processes over the decoded cache ({reason})")
     else:
         for split, dataset in datasets.items():
+            key = f"data.transforms.{TRANSFORMS_OF[split]}"
             dataset.transforms = build_transforms(data_cfg.transforms[TRANSFORMS_OF[split]], data_cfg.mean,
-                                                  data_cfg.std)
-        loaders = {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size)
+                                                  data_cfg.std, key=key)
+        loaders = {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size,
+                                      drop_single_last=drop_single_last)
                    for split, dataset in datasets.items()}
-        print(f"Data loader: workers, {data_cfg.num_workers} worker processes ({reason})")
+        print(f"Data loader: workers, {workers} worker processes ({reason})")
+    if workers_note and kind != "device":
+        print(workers_note)
+    _check_training_batches(loaders["train"], world_size)
     if "val" in loaders:
         print(f"Validation: {len(datasets['val'])} training images held out (data.val_fraction="
               f"{data_cfg.val_fraction}); best.pt is chosen on them")

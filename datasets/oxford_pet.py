@@ -98,13 +98,13 @@ def read_split(path: Path):
     """[(image name, class id, species id)] of a split list, each line checked against the
     official table and listed once; DataError naming the file and line otherwise."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark, as some editors write, is not part of a name
     except (OSError, UnicodeDecodeError) as error:
         raise DataError(f"Cannot read the split list {path} ({error}): restore it from annotations.tar.gz.") \
             from None
     rows, first_line = [], {}
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.startswith("#"):
+    for number, line in enumerate(text.splitlines(), 1):  # \n, \r\n or \r line ends
+        if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.split()
         try:
@@ -187,6 +187,9 @@ class OxfordIIITPet(Dataset):
         self.root = prepare_root(cfg)
         lists = {name: read_split(self.root / "annotations" / file) for name, file in SPLIT_FILES.items()}
         check_disjoint(lists, self.root / "annotations")
+        if not lists[split]:
+            raise DataError(f"{self.root / 'annotations' / SPLIT_FILES[split]} lists no images (only blank or "
+                            f"comment lines): the {split} split would be empty. Restore it from annotations.tar.gz.")
         self.samples = [(self.root / "images" / f"{image}.jpg", class_id - 1, SPECIES[species])
                         for image, class_id, species in lists[split]]
         missing = [path.name for path, _, _ in self.samples if not path.is_file()]

@@ -15,10 +15,11 @@ from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
 from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
+from executors.preflight import preflight
 from executors.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
-from models.registry import build_model
+from models.registry import build_model, has_batch_norm
 from utils.config import apply_overrides, make_paths_absolute
 from utils.errors import Interrupted
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
@@ -45,7 +46,8 @@ def prepare_trainer(cfg, processes=Processes()) -> Trainer:
     """Loaders and Trainer for `cfg` (this process's share of the data when parallel); on the
     CPU also the thread count (cfg.threads, or measured), printed."""
     with main_process_first(processes):
-        loaders = build_loaders(cfg, processes.rank, processes.world_size)
+        loaders = build_loaders(cfg, processes.rank, processes.world_size,
+                                drop_single_last=has_batch_norm(cfg.model_name, cfg.model))
     trainer = Trainer(cfg, *loaders, val_loader=loaders.val)
     if trainer.device.type == "cpu":
         print(configure_threads(cfg.get("threads"), _step_probe(trainer)))
@@ -56,15 +58,16 @@ def train_experiment(cfg, resume=None):
     """Train `cfg` in a new run directory, or continue the run of `resume` ("auto" or a path);
     returns the run summary (None in processes other than rank 0 under torchrun).
 
-    Config values, the logger settings, data and model are checked before any directory is
-    made, so a bad config or a missing dataset leaves nothing behind. A resumed run keeps
-    writing into its own directory unless that is read-only (e.g. a Kaggle input), then into
-    a new one. The run directory is locked for the run's life: a second process that wants
+    Config values, the transforms, model and optimizer they build (executors/preflight.py),
+    the logger settings and the data are checked before any directory is made, so a bad
+    config or a missing dataset leaves nothing behind. A resumed run keeps writing into its
+    own directory unless that is read-only (e.g. a Kaggle input), then into a new one. The run directory is locked for the run's life: a second process that wants
     it (e.g. --resume auto while the run trains) stops with a UserError. Under torchrun
     every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
     check_values(cfg)
     make_paths_absolute(cfg)
+    preflight(cfg)
     check_logger_config(cfg.logger, cfg.exp_dir)
     for note in warnings_for(cfg):
         print(f"warning: {note}", file=sys.stderr)
@@ -92,6 +95,7 @@ def train_experiment(cfg, resume=None):
 def overfit_experiment(cfg, steps=None) -> dict:
     """Memorise one training batch (Trainer.overfitting_on_batch); returns steps, accuracy, loss."""
     check_values(cfg)
+    preflight(cfg)
     return prepare_trainer(cfg).overfitting_on_batch(steps)
 
 

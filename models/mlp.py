@@ -4,16 +4,16 @@ import torch
 from torch import nn
 
 from models.weight_decay import split_weight_decay_params
-from utils.errors import ConfigError, did_you_mean
+from utils.errors import ConfigError, did_you_mean, first_line
 
 
-def _lookup(namespace, name, what):
-    """`getattr(namespace, name)` or a ConfigError suggesting close names."""
+def _lookup(namespace, name, what, key):
+    """`getattr(namespace, name)` or a ConfigError naming the config key and suggesting close names."""
     if isinstance(name, str) and not name.startswith("_") and hasattr(namespace, name):
         return getattr(namespace, name)
     choices = [n for n in dir(namespace) if not n.startswith("_")]
     hint = did_you_mean(str(name), choices)
-    raise ConfigError(f"Unknown {what} '{name}' in model config.{hint}")
+    raise ConfigError(f"Unknown {what} '{name}' in {key} (not in {namespace.__name__}).{hint}")
 
 
 class MLP(nn.Module):
@@ -32,29 +32,42 @@ class MLP(nn.Module):
 
     @staticmethod
     def _init_layers(layer_specs):
-        """Build nn.Sequential from (class name, kwargs) pairs."""
+        """Build nn.Sequential from (class name, kwargs) pairs; ConfigError naming model.layers[i]
+        for a name that is not a torch.nn layer or arguments it refuses."""
         layers = []
-        for name, kwargs in layer_specs:
-            layer_class = _lookup(nn, name, "layer")
+        for index, (name, kwargs) in enumerate(layer_specs):
+            key = f"model.layers[{index}]"
+            layer_class = _lookup(nn, name, "layer", key)
             try:
-                layers.append(layer_class(**(kwargs or {})))
-            except TypeError as error:
-                raise ConfigError(f"Model layer {name}({kwargs}) is invalid: {error}.") from None
+                layer = layer_class(**(kwargs or {}))
+            except Exception as error:  # any class of torch.nn, any refusal of its arguments
+                raise ConfigError(f"{key}: {name}({kwargs}) cannot be built: {first_line(error)}. Fix {key}.") \
+                    from None
+            if not isinstance(layer, nn.Module):
+                raise ConfigError(f"{key}: torch.nn.{name} is not a layer (an nn.Module); use a layer class such as "
+                                  f"Linear or ReLU.")
+            layers.append(layer)
         return nn.Sequential(*layers)
 
     def _init_weights(self, init_type):
-        """Initialise every Linear layer's weight and bias with the named torch.nn.init functions."""
-        (weight_fn, weight_args), (bias_fn, bias_args) = init_type.weight, init_type.bias
-        weight_init = _lookup(nn.init, weight_fn, "weight initialisation")
-        bias_init = _lookup(nn.init, bias_fn, "bias initialisation")
+        """Initialise every Linear layer's weight, then its bias, with the named torch.nn.init
+        functions; ConfigError naming model.init_type.weight or .bias for a function or arguments
+        torch refuses."""
+        inits = {}
+        for part in ("weight", "bias"):
+            name, arguments = init_type[part]
+            inits[part] = name, arguments, _lookup(nn.init, name, f"{part} initialisation", f"model.init_type.{part}")
         for layer in self.layers:
-            if isinstance(layer, nn.Linear):
+            for part, (name, arguments, init) in inits.items():
+                tensor = getattr(layer, part) if isinstance(layer, nn.Linear) else None
+                if tensor is None:
+                    continue
                 try:
-                    weight_init(layer.weight, **(weight_args or {}))
-                    if layer.bias is not None:
-                        bias_init(layer.bias, **(bias_args or {}))
-                except (TypeError, ValueError) as error:
-                    raise ConfigError(f"Initialisation {weight_fn}/{bias_fn} failed: {error}.") from None
+                    init(tensor, **(arguments or {}))
+                except Exception as error:  # any refusal of the function or its arguments
+                    key = f"model.init_type.{part}"
+                    raise ConfigError(f"{key}: {name}({arguments}) cannot initialise a {part} of shape "
+                                      f"{list(tensor.shape)}: {first_line(error)}. Fix {key}.") from None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images [B, 1, 28, 28] (or [B, 784]) -> logits [B, num_classes]."""

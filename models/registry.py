@@ -31,6 +31,16 @@ def build_model(model_name, model_cfg, num_classes):
     return model_class(model_cfg, num_classes)
 
 
+def has_batch_norm(model_name, model_cfg) -> bool:
+    """Whether the model has BatchNorm layers, which cannot train on a batch of one image; read
+    from the config, nothing is built. VGG16 and ResNet50 always have them; the MLP when
+    model.layers names one (BatchNorm1d, ...)."""
+    if model_name != "MLP":
+        return True
+    classes = (getattr(nn, name, None) for name, _ in model_cfg.layers)
+    return any(isinstance(c, type) and issubclass(c, nn.modules.batchnorm._BatchNorm) for c in classes)
+
+
 def count_trainable_parameters(model: nn.Module) -> int:
     """Number of scalar parameters with requires_grad."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

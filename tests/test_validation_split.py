@@ -8,7 +8,7 @@ import torch
 
 import datasets.loaders
 from datasets.device_loader import DeviceLoader
-from datasets.loaders import holdout_indices
+from datasets.splits import holdout_indices
 from executors.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders

@@ -69,6 +69,13 @@ class Interrupted(KeyboardInterrupt):
         self.signal_number, self.message = signal_number, message
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of `error`'s message (torch's can run to pages), without its final full
+    stop; the exception's class name when the message is empty."""
+    lines = str(error).strip().splitlines()
+    return lines[0].rstrip(".") if lines else type(error).__name__
+
+
 def did_you_mean(name, choices, n=3) -> str:
     """' Did you mean: a, b?' for the choices closest to `name` (case-insensitive), else ''."""
     by_lower = {}

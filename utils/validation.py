@@ -76,6 +76,18 @@ def text(pattern=r".+", words="a non-empty string", optional=False) -> Rule:
     return Rule(accepts, words + (", or None" if optional else ""))
 
 
+def path(optional=False) -> Rule:
+    """A non-empty string without NUL characters (which no file system takes); None too when optional."""
+    return text(r"[^\x00]+", "a path: a non-empty string without NUL characters", optional)
+
+
+def pairs_of_whole_numbers() -> Rule:
+    """A non-empty list of (whole >= 1, whole >= 1) pairs, e.g. VGG's [(64, 2), (128, 2)]."""
+    return Rule(lambda value: isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_int(v) and v >= 1 for v in pair)
+        for pair in value), "a non-empty list of (whole number >= 1, whole number >= 1) pairs")
+
+
 def numbers(positive=False, optional=False) -> Rule:
     """A non-empty list of finite numbers (> 0 when positive); None too when optional."""
     item = number(0, low_open=True) if positive else number()
@@ -123,19 +135,19 @@ OPTIMIZERS = tuple(name for name in dir(torch.optim) if isinstance(getattr(torch
 
 RULES = {
     "exp_name": text(r"(?!\.\.?$)[\w.-]+", "a name of letters, digits, '_', '-' and '.' (it names the run directory)"),
-    "exp_dir": text(),
+    "exp_dir": path(),
     "seed": whole(0, 2**32 - 1),
     "device": text(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:N or mps"),
     "model_name": one_of("MLP", "VGG16", "ResNet50"),
     "threads": whole(1, optional=True),
     "data.name": one_of("KMNIST", "OxfordIIITPet"),
-    "data.root": text(),
+    "data.root": path(),
     "data.download": boolean(),
     "data.mirrors": strings(),
     "data.md5": mapping(optional=True),
     "data.num_workers": whole(0),
     "data.loader": one_of("auto", "device", "cached", "workers"),
-    "data.cache_dir": text(optional=True),
+    "data.cache_dir": path(optional=True),
     "data.cache_max_side": whole(1, optional=True),
     "data.mean": numbers(optional=True),
     "data.std": numbers(positive=True, optional=True),
@@ -174,8 +186,11 @@ RULES = {
 
 MODEL_RULES = {  # the `model` section means something else for each model_name
     "MLP": {"model.layers": specs(), "model.init_type.weight": spec(), "model.init_type.bias": spec()},
-    "VGG16": {"model.dropout": number(0, 1, high_open=True), "model.classifier_width": whole(1)},
-    "ResNet50": {"model.layers": whole_numbers(4), "model.width": whole(1), "model.zero_gamma": boolean()},
+    "VGG16": {"model.dropout": number(0, 1, high_open=True), "model.classifier_width": whole(1),
+              "model.conv_blocks": pairs_of_whole_numbers(), "model.in_channels": whole(1),
+              "model.avgpool_size": whole(1)},
+    "ResNet50": {"model.layers": whole_numbers(4), "model.width": whole(1), "model.zero_gamma": boolean(),
+                 "model.variant": one_of("A", "B", "C", "D"), "model.in_channels": whole(1)},
 }
 
 _MISSING = object()
