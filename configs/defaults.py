@@ -7,7 +7,7 @@ top_level_defaults = dict(
     exp_dir=RUNS_DIR,
     seed=0,
     device="auto",  # auto | cpu | cuda | cuda:N | mps
-    threads=None,  # CPU intra-op threads; None: chosen by timing a few training steps (utils/threads.py)
+    threads=None,  # CPU intra-op threads; None: set by the step's size, kept on resume (utils/threads.py)
 )
 
 train_defaults = EasyDict(

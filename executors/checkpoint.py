@@ -2,7 +2,8 @@
 
 A checkpoint is a dict of tensors and plain Python values: model, optimizer, scheduler and
 scaler states, epochs completed, global step, best metric, metric history, RNG states, the
-resolved config, class names and the tracking run id.
+resolved config, class names, the tracking run id and the CPU thread count (None on a GPU;
+absent in checkpoints written before it was recorded).
 """
 import pickle
 import warnings
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from utils.atomic_files import write_atomic
-from utils.errors import CheckpointError, ConfigError
+from utils.errors import CheckpointError
 
 FORMAT_VERSION = 1
 
@@ -98,34 +99,12 @@ def load_model_weights(model: torch.nn.Module, state: dict, path) -> None:
         ) from None
 
 
-# Settings a resumed run cannot change: they decide the optimizer's state layout or the data.
-FIXED_ON_RESUME = {"train.optimizer": None, "train.no_bias_decay": False, "data.val_fraction": 0.0,
-                   "data.val_seed": None}
-
-
-def _setting(config, dotted_key, default):
-    node = config
-    for part in dotted_key.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return default if node is None else node
-
-
-def check_resumable(state: dict, cfg, path) -> None:
-    """Raise ConfigError when `cfg` changes a setting of FIXED_ON_RESUME from the run that wrote
-    the checkpoint `state` (e.g. another optimizer, whose state would not fit)."""
-    changed = [f"{key}={_setting(state['config'], key, default)!r} (now {_setting(cfg, key, default)!r})"
-               for key, default in FIXED_ON_RESUME.items()
-               if _setting(state["config"], key, default) != _setting(cfg, key, default)]
-    if changed:
-        raise ConfigError(f"{path} was trained with {', '.join(changed)}: resume with the same values, or "
-                          f"start a new run (they decide the optimizer state or the images trained on).")
-
-
 def restore_training_state(optimizer, scheduler, scaler, state: dict, path) -> None:
     """Load the optimizer, schedule and GradScaler states of a checkpoint. The optimizer's
-    hyperparameters other than the lr (momentum, weight decay, ...) stay those of the config,
-    so a setting changed on resume takes effect (torch's load_state_dict would restore the
-    old ones); the lr follows the schedule (optim.sync_lr_to_schedule)."""
+    settings other than the lr stay those this process built: the recipe's equal the saved ones
+    (executors/resume.check_resumable), and the device-dependent ones (`fused`, on CUDA only)
+    must fit this device (torch's load_state_dict would restore the saved ones); the lr follows
+    the schedule (optim.sync_lr_to_schedule)."""
     configured = [{key: value for key, value in group.items() if key not in ("params", "lr", "initial_lr")}
                   for group in optimizer.param_groups]
     try:

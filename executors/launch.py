@@ -16,6 +16,7 @@ from executors.distributed import Processes, follow, main_process_first, paralle
 from executors.evaluation import evaluate_model
 from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.preflight import preflight
+from executors.resume import check_resumable, finished_note, finished_summary
 from executors.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
@@ -42,15 +43,16 @@ def _step_probe(trainer):
     return run_once
 
 
-def prepare_trainer(cfg, processes=Processes()) -> Trainer:
+def prepare_trainer(cfg, processes=Processes(), kept_threads=None) -> Trainer:
     """Loaders and Trainer for `cfg` (this process's share of the data when parallel); on the
-    CPU also the thread count (cfg.threads, or measured), printed."""
+    CPU also the thread count, printed: cfg.threads, else `kept_threads` (a resumed run's, from
+    its checkpoint), else utils.threads.default_threads."""
     with main_process_first(processes):
         loaders = build_loaders(cfg, processes.rank, processes.world_size,
                                 drop_single_last=has_batch_norm(cfg.model_name, cfg.model))
     trainer = Trainer(cfg, *loaders, val_loader=loaders.val)
     if trainer.device.type == "cpu":
-        print(configure_threads(cfg.get("threads"), _step_probe(trainer)))
+        print(configure_threads(cfg.get("threads"), _step_probe(trainer), kept=kept_threads))
     return trainer
 
 
@@ -61,8 +63,11 @@ def train_experiment(cfg, resume=None):
     Config values, the transforms, model and optimizer they build (executors/preflight.py),
     the logger settings and the data are checked before any directory is made, so a bad
     config or a missing dataset leaves nothing behind. A resumed run keeps writing into its
-    own directory unless that is read-only (e.g. a Kaggle input), then into a new one. The run directory is locked for the run's life: a second process that wants
-    it (e.g. --resume auto while the run trains) stops with a UserError. Under torchrun
+    own directory unless that is read-only (e.g. a Kaggle input), then into a new one; a
+    config that changes what the run trained is refused before any data is read
+    (executors/resume.py), and a finished run is reported ("already finished") and left as it
+    is. The run directory is locked for the run's life: a second process that wants it (e.g.
+    --resume auto while the run trains) stops with a UserError. Under torchrun
     every process trains its share and rank 0 alone writes (executors/distributed.py).
     """
     check_values(cfg)
@@ -76,9 +81,17 @@ def train_experiment(cfg, resume=None):
         run_dir = checkpoint.parent if checkpoint is not None and os.access(checkpoint.parent, os.W_OK) else None
         if run_dir is not None and processes.is_main:
             held.enter_context(run_dir_lock(run_dir))  # before last.pt is read: no process is writing it
-        trainer = prepare_trainer(cfg, processes)
+        state = load_checkpoint(checkpoint, cfg.model_name) if checkpoint is not None else None
+        if state is not None:
+            check_resumable(state, cfg, checkpoint)  # before any data is read
+            summary = finished_summary(state, cfg, checkpoint)
+            if summary is not None:  # nothing is written, no tracker run reopened
+                if processes.is_main:
+                    print(finished_note(summary, checkpoint))
+                return summary if processes.is_main else None
+        trainer = prepare_trainer(cfg, processes, kept_threads=state.get("threads") if state else None)
         if checkpoint is not None:
-            trainer.load_model(checkpoint)
+            trainer.load_model(checkpoint, state)
         parallelize(trainer, processes)
         if not processes.is_main:
             return follow(trainer)

@@ -101,8 +101,9 @@ class StepMetrics:
             return None
         why = (f"stayed so for {self.nonfinite_streak} steps (train.max_nonfinite_steps={limit})" if stuck
                else "the weights became non-finite too")
-        saved = (f"The checkpoints last.pt and best.pt hold the last good epoch ({epochs_completed}): "
-                 f"continue from it with --resume auto and the changed settings" if epochs_completed
+        saved = (f"The checkpoints last.pt and best.pt hold the last good epoch ({epochs_completed}), but a "
+                 f"resume keeps the run's settings (executors/resume.py): start a new run with the changed ones"
+                 if epochs_completed
                  else "No epoch was completed, so no checkpoint was written")
         return TrainingError(
             f"the training loss became non-finite (NaN or inf) at step {self.nonfinite_since} and {why}, "

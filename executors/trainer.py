@@ -19,12 +19,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from executors.checkpoint import (check_resumable, load_checkpoint, load_model_weights, restore_training_state,
-                                  save_checkpoint)
+from executors.checkpoint import load_checkpoint, load_model_weights, restore_training_state, save_checkpoint
 from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.progress import EpochProgress, describe_device, epoch_line, eta_seconds
+from executors.resume import check_resumable
 from executors.run_dir import BEST, LAST
 from executors.run_figures import save_augmentation_preview, save_confusion
 from executors.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
@@ -259,12 +259,15 @@ class Trainer:
             "config": public_config(self.cfg),
             "class_names": self.class_names,
             "logger_run_id": self.logger_run_id,
+            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,  # kept on resume
         }, path)
 
-    def load_model(self, path) -> None:
-        """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint."""
-        state = load_checkpoint(path, self.cfg.model_name)
-        check_resumable(state, self.cfg, path)
+    def load_model(self, path, state=None) -> None:
+        """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint
+        (`state`: its contents when already read). Raises CheckpointError when the config
+        changes what the run trained (executors/resume.check_resumable)."""
+        state = state if state is not None else load_checkpoint(path, self.cfg.model_name)
+        check_resumable(state, self.cfg, path, self.class_names)
         load_model_weights(self.model, state, path)
         restore_training_state(self.optimizer, self.scheduler, self.scaler, state, path)
         sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it

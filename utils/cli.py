@@ -30,8 +30,8 @@ class ArgumentParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(**kwargs)
 
-    def add_config(self):
-        self.add_argument("--cfg", required=True, metavar="NAME",
+    def add_config(self, required=True):
+        self.add_argument("--cfg", required=required, metavar="NAME",
                           help=f"experiment config: configs/NAME_cfg.py, one of {', '.join(available_configs())}; "
                                f"or the path of a .py file that defines cfg")
 
