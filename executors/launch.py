@@ -22,7 +22,7 @@ from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model, has_batch_norm
 from utils.config import apply_overrides, make_paths_absolute
-from utils.errors import Interrupted
+from utils.errors import DataError, Interrupted
 from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
 from utils.threads import configure_threads
 from utils.validation import check_values, warnings_for
@@ -147,26 +147,48 @@ def evaluate_checkpoint(checkpoint, overrides=()):
 
 
 def predict_images(checkpoint, image_paths, top_k=3):
-    """For each image path: list of (class name, probability) for the top_k classes (see predict_files)."""
-    return [top for top, _ in predict_files(checkpoint, image_paths, top_k)]
+    """For each image path: list of (class name, probability) for the top_k classes (see
+    predict_files). Raises the DataError of the first file that is not a readable image."""
+    predictions = predict_files(checkpoint, image_paths, top_k)
+    for _, _, error in predictions:
+        if error is not None:
+            raise DataError(error)
+    return [top for top, _, _ in predictions]
 
 
 def predict_files(checkpoint, image_paths, top_k=3):
-    """For each image path: (list of (class name, probability) for the top_k classes, [notes on how
-    the file was read]), computed in the checkpoint's precision (train.amp on this device), as in
-    training and evaluation. Any image file is accepted (the dataset's image_for_prediction:
-    every PIL mode, huge JPEGs, a KMNIST glyph drawn dark on light); others raise DataError."""
+    """For each image path, in order: (top, notes, error). `top`: list of (class name,
+    probability) for the top_k classes, most probable first, computed in the checkpoint's
+    precision (train.amp on this device), as in training and evaluation; `notes`: how the file
+    was read. Any image file is accepted (the dataset's image_for_prediction: every PIL mode,
+    huge JPEGs, a KMNIST glyph drawn dark on light); for a file that is not a readable image,
+    `error` is its DataError's message (naming the file) and `top`, `notes` are empty: the
+    other files are predicted all the same. `error` is None for a predicted file."""
     cfg, model, class_names = load_trained(checkpoint)
-    device = next(model.parameters()).device
-    precision = resolve_precision(cfg.train.amp, device)
     dataset = dataset_class(cfg.data.name)
     transform = build_transforms(cfg.data.transforms.test, cfg.data.mean, cfg.data.std)
-    images, notes = zip(*(dataset.image_for_prediction(Path(p)) for p in image_paths))
-    batch = torch.stack([transform(image) for image in images])
+    read, tensors = [], []
+    for path in image_paths:
+        try:
+            image, notes = dataset.image_for_prediction(Path(path))
+        except DataError as error:
+            read.append(([], str(error)))
+            continue
+        tensors.append(transform(image))
+        read.append((notes, None))
+    tops = iter(_top_classes(cfg, model, class_names, tensors, top_k) if tensors else [])
+    return [(next(tops) if error is None else [], notes, error) for notes, error in read]
+
+
+def _top_classes(cfg, model, class_names, tensors, top_k):
+    """For each image tensor: [(class name, probability)] of the top_k classes, most probable first."""
+    device = next(model.parameters()).device
+    precision = resolve_precision(cfg.train.amp, device)
     memory_format = torch.channels_last if uses_channels_last(cfg.model_name, device) else torch.preserve_format
     with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype,
                                                 enabled=precision.dtype is not None):
-        probabilities = torch.softmax(model(batch.to(device, memory_format=memory_format)).float(), dim=1).cpu()
+        batch = torch.stack(tensors).to(device, memory_format=memory_format)
+        probabilities = torch.softmax(model(batch).float(), dim=1).cpu()
     top = probabilities.topk(min(top_k, len(class_names)), dim=1)
-    return [([(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())], list(image_notes))
-            for values, indices, image_notes in zip(top.values, top.indices, notes)]
+    return [[(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
+            for values, indices in zip(top.values, top.indices)]

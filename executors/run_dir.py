@@ -139,7 +139,8 @@ def interruption_note(run_dir) -> str:
 def run_dir_lock(run_dir):
     """Hold `run_dir` for one training process while the block runs (utils.file_lock on
     <run_dir>/.lock, which records the holder's pid). Raises UserError naming the process
-    that holds it, so a second train.py (e.g. --resume auto during a run) never writes into it."""
+    that holds it, so a second train.py (e.g. --resume auto during a run) never writes into it,
+    and StorageError when .lock is a link (a run folder made elsewhere): nothing is written through it."""
     path, held = Path(run_dir) / LOCK, contextlib.ExitStack()
     try:
         fd = held.enter_context(exclusive_lock(path, wait=False))

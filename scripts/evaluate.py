@@ -1,5 +1,10 @@
 """Evaluate a checkpoint on the test split: prints metrics as JSON, writes the confusion matrix.
 
+The image goes to --out DIR, by default beside the checkpoint. Where it cannot be written (a
+read-only folder, e.g. a Kaggle input) the metrics are still printed, with
+"confusion_matrix_image": null, and a warning on stderr says why and to pass --out; the exit
+status stays 0.
+
 python scripts/evaluate.py --checkpoint PATH [--out DIR] [--set KEY=VALUE ...]
 """
 import json
@@ -9,8 +14,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from executors.launch import evaluate_checkpoint  # noqa: E402
+from utils.atomic_files import save_figure_atomic  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
-from utils.visualization import plot_confusion_matrix  # noqa: E402
+from utils.errors import StorageError  # noqa: E402
+from utils.visualization import CONFUSION_DPI, plot_confusion_matrix  # noqa: E402
 
 
 def main():
@@ -20,12 +27,17 @@ def main():
     parser.add_overrides()
     args = parser.parse_args()
     result, class_names = evaluate_checkpoint(args.checkpoint, args.set)
-    out_dir = args.out or args.checkpoint.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    image = out_dir / f"confusion_matrix_{args.checkpoint.stem}_eval.png"
+    image = (args.out or args.checkpoint.parent) / f"confusion_matrix_{args.checkpoint.stem}_eval.png"
     figure = plot_confusion_matrix(result.pop("confusion"), class_names, title=f"Test set: {args.checkpoint}")
-    figure.savefig(image, dpi=100)
-    print(json.dumps({**result, "confusion_matrix_image": str(image)}, indent=2))
+    try:  # atomic: a link planted at `image` is replaced, never written through
+        save_figure_atomic(figure, image, dpi=CONFUSION_DPI)
+        problem = None
+    except StorageError as error:
+        problem = str(error)
+    print(json.dumps({**result, "confusion_matrix_image": None if problem else str(image)}, indent=2), flush=True)
+    if problem:
+        print(f"warning: {problem} The metrics above are complete; pass --out DIR to write the confusion matrix "
+              f"image to a writable folder.", file=sys.stderr)
 
 
 if __name__ == "__main__":

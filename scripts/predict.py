@@ -2,7 +2,8 @@
 
 Any image file is read (every PIL mode, 16-bit, transparency, huge JPEGs at a reduced
 scale); how a file was adapted (e.g. a KMNIST glyph drawn dark on light, inverted) is
-printed as a note on stderr. A file that is not a readable image exits with status 2.
+printed as a note on stderr. A file that is not a readable image gets an error line on stderr
+and the others are still predicted; the exit status is then 2.
 
 python scripts/predict.py --checkpoint PATH [--top-k K] IMAGE [IMAGE ...]
 """
@@ -13,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from executors.launch import predict_files  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
+from utils.errors import DataError  # noqa: E402
 
 
 def main():
@@ -23,10 +25,17 @@ def main():
     args = parser.parse_args()
     if args.top_k < 1:
         parser.error(f"--top-k must be at least 1, not {args.top_k}")
-    for path, (top, notes) in zip(args.images, predict_files(args.checkpoint, args.images, args.top_k)):
+    failed = 0
+    for path, (top, notes, error) in zip(args.images, predict_files(args.checkpoint, args.images, args.top_k)):
         for note in notes:
             print(f"note: {path}: {note}", file=sys.stderr)
-        print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top))
+        if error is not None:
+            failed += 1
+            print(f"error: {error}", file=sys.stderr, flush=True)
+        else:
+            print(f"{path}: " + ", ".join(f"{name} {probability:.3f}" for name, probability in top), flush=True)
+    if failed:
+        raise DataError(f"{failed} of {len(args.images)} files could not be read as images (each is named above).")
 
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ def test_prediction_of_inverted_and_16_bit_glyphs_equals_the_kmnist_drawn_one(km
         paths["rgba"])
     results = dict(zip(paths, predict_files(checkpoint, list(paths.values()), top_k=10)))
     expected = results["kmnist"][0]
-    for name, (top, notes) in results.items():
+    for name, (top, notes, error) in results.items():
+        assert error is None, name
         assert [label for label, _ in top] == [label for label, _ in expected], name
         assert [p for _, p in top] == pytest.approx([p for _, p in expected], abs=1e-6), name
     assert results["16_bit"][1] == ["16-bit grey scaled to 8 bits"]
@@ -253,15 +254,26 @@ def test_non_image_files_are_one_readable_error(tmp_path, name, content, reason)
             dataset.image_for_prediction(path)
 
 
-def test_predict_cli_exits_2_on_a_truncated_file_and_on_a_bad_top_k(kmnist_checkpoint, tmp_path):
+def test_predict_cli_predicts_every_readable_file_then_exits_2_and_on_a_bad_top_k(kmnist_checkpoint, tmp_path):
+    """Unreadable files (first, in the middle) get an error line each; every readable one is predicted."""
     checkpoint, _ = kmnist_checkpoint
     Image.fromarray(glyph()).save(tmp_path / "full.png")
+    Image.fromarray(255 - glyph()).save(tmp_path / "drawn.png")
     data = (tmp_path / "full.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[:len(data) // 2])
-    cut = run_script("predict.py", "--checkpoint", str(checkpoint), str(tmp_path / "full.png"), str(tmp_path / "cut.png"))
+    files = [tmp_path / name for name in ("cut.png", "full.png", "missing.png", "drawn.png")]
+    alone = {path: run_script("predict.py", "--checkpoint", str(checkpoint), str(path)).stdout
+             for path in (files[1], files[3])}
+    cut = run_script("predict.py", "--checkpoint", str(checkpoint), *map(str, files))
     assert cut.returncode == 2 and cut.stderr.strip().splitlines() == [
-        f"error: Cannot read the image {tmp_path / 'cut.png'}: the file is truncated or corrupt (image file is "
-        f"truncated). Pass a complete image file (PNG, JPEG, GIF, BMP, TIFF, WebP)."]
+        f"error: Cannot read the image {files[0]}: the file is truncated or corrupt (image file is "
+        f"truncated). Pass a complete image file (PNG, JPEG, GIF, BMP, TIFF, WebP).",
+        f"error: Cannot read the image {files[2]}: there is no such file. Pass a complete image file (PNG, JPEG, "
+        f"GIF, BMP, TIFF, WebP).",
+        f"note: {files[3]}: its background is light (border grey 255 of 255), so it was inverted to light strokes "
+        f"on dark, as KMNIST is drawn",
+        "error: 2 of 4 files could not be read as images (each is named above)."]
+    assert cut.stdout == alone[files[1]] + alone[files[3]]
     top_k = run_script("predict.py", "--checkpoint", str(checkpoint), "--top-k", "0", str(tmp_path / "full.png"))
     assert top_k.returncode == 2 and "Traceback" not in top_k.stderr
     assert top_k.stderr.strip().endswith("error: --top-k must be at least 1, not 0")

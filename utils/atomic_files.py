@@ -20,6 +20,7 @@ Symbolic links: no write follows a link that the library did not make (POSIX onl
 """
 import contextlib
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
@@ -123,9 +124,7 @@ def _subfolder(parent: int, name: str, shown: Path, path: Path) -> int:
 
 def _is_temporary_of(entry: str, name: str) -> bool:
     """Whether `entry` is a temporary of the target `name`: `.<name>.<random>.tmp`, random without dots."""
-    prefix = f".{name}."
-    return (entry.startswith(prefix) and entry.endswith(TEMP_SUFFIX)
-            and "." not in entry[len(prefix):-len(TEMP_SUFFIX)])
+    return re.fullmatch(re.escape(f".{name}.") + r"[^.]+" + re.escape(TEMP_SUFFIX), entry) is not None
 
 
 def open_temporary(folder: int, name: str):

@@ -9,8 +9,18 @@ import torch
 from utils.errors import ConfigError
 
 
+def available_devices() -> list:
+    """The devices this machine can train on: 'cpu', then 'cuda:0' ... 'cuda:N-1', then 'mps'."""
+    cuda = [f"cuda:{index}" for index in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return ["cpu", *cuda, *(["mps"] if torch.backends.mps.is_available() else [])]
+
+
 def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda if available, else mps, else cpu; `cpu`, `cuda`, `cuda:N`, `mps` as given."""
+    """`auto` -> cuda if available, else mps, else cpu; `cpu`, `cuda`, `cuda:N`, `mps` as given.
+
+    Raises ConfigError naming `device` and what this machine has for a name that is not a
+    device or a device it lacks (CUDA without a usable GPU, cuda:N beyond its GPUs, mps off a Mac):
+    utils.validation.check_values calls it with the other values, before any data is read."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -22,8 +32,15 @@ def resolve_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"device='{name}' is not a device: use auto, cpu, cuda, cuda:N or mps.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device='{name}' was asked for but CUDA is not available: use device=auto or cpu.")
-    return device
+        problem = "CUDA is not available (no GPU that this PyTorch can use)"
+    elif device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        problem = f"there is no {name}"
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        problem = "MPS is not available (Apple silicon only)"
+    else:
+        return device
+    raise ConfigError(f"device='{name}' was asked for, but on this machine {problem}; it has "
+                      f"{', '.join(available_devices())}. Use device='auto' (the best of these) or one of them.")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import re
 import torch
 
 from utils.errors import ConfigError, did_you_mean
+from utils.runtime import resolve_device
 
 
 class Rule:
@@ -220,10 +221,13 @@ def problems(cfg, rules=None) -> list:
 
 
 def check_values(cfg) -> None:
-    """Raise one ConfigError listing every value of `cfg` outside what its key accepts."""
+    """Raise one ConfigError listing every value of `cfg` outside what its key accepts; then one
+    for a device this machine lacks (utils.runtime.resolve_device), before any data work."""
     found = problems(cfg)
     if found:
         raise ConfigError("Invalid config value" + ("s: " if len(found) > 1 else ": ") + " ".join(found))
+    if "device" in cfg:
+        resolve_device(cfg["device"])
 
 
 def warnings_for(cfg) -> list:
