@@ -1,17 +1,44 @@
-"""Repeated runs: every config with every seed, one run directory each, surviving interruption.
+"""Repeated runs: every config with every seed, one run directory each, surviving interruption
+and failures.
 
 A run is named `<exp_name>_seed<k>` and trains with seed k. Before each run the sweep looks
-at that name's newest run directory with a last.pt: a summary.json that covers the planned
-epochs means finished (skipped), a last.pt without it means interrupted (resumed with
-`--resume auto` semantics), nothing means new. So a sweep stopped by a session limit is
-started again with the same command and continues where it stopped.
+at that name's folders: the newest with a last.pt whose summary.json covers the planned
+epochs is finished (skipped); a last.pt without such a summary is interrupted (resumed with
+`--resume auto` semantics); a folder left before its first checkpoint (killed, or failed in
+its first epoch) is restarted in that same folder (executors/run_dir.claim_run_dir); no
+folder means new. So a sweep stopped by a session limit is started again with the same
+command and continues where it stopped, and a failed run is tried again in its own folder,
+never in a new one.
+
+A run that fails (TrainingError: the loss diverged; UserError or OSError: bad input, e.g. a
+resume that would change what the run trained) is reported at once and the sweep goes on;
+the failures are listed at the end (report). Ctrl-C or SIGTERM stops the whole sweep.
 """
 import json
+import sys
+from pathlib import Path
+from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
-from executors.run_dir import runs_of
+from executors.run_dir import abandoned, runs_of
+from utils.cli import original_message, os_error_message
 from utils.config import load_config
-from utils.errors import ConfigError
+from utils.errors import ConfigError, TrainingError, UserError
+from utils.urls import redact_url
+
+BEFORE = {"new": "new", "restart": "restarting in its folder (an earlier attempt stopped before its first checkpoint)",
+          "interrupted": "interrupted, resuming", "finished": "finished, skipped"}
+REASON_CHARACTERS = 200
+
+
+class Outcome(NamedTuple):
+    """One run of a sweep."""
+    name: str  # exp_name
+    before: str  # its state before the sweep came to it: a key of BEFORE
+    status: str  # "trained", "skipped" (finished earlier) or "failed"
+    folder: Optional[Path]  # its run folder; None when none was made
+    reason: str = ""  # why it failed, on one line
+    bad_input: bool = False  # failed on bad input (UserError, OSError) rather than in training
 
 
 def parse_seeds(text: str) -> list:
@@ -33,27 +60,87 @@ def seeded_config(name, seed, overrides=()):
     return cfg
 
 
-def run_state(cfg) -> str:
-    """"finished", "interrupted" or "new", from the newest run directory of cfg.exp_name."""
+def run_folder(cfg) -> Optional[Path]:
+    """The folder a run of cfg.exp_name continues in: the newest with a last.pt, else the first
+    of `<exp_name>`, `<exp_name>_1`, ... left before its first checkpoint, else None."""
     runs = runs_of(cfg.exp_dir, cfg.exp_name)
-    if not runs:
+    if runs:
+        return runs[-1]
+    exp_dir = Path(cfg.exp_dir)
+    numbered = [d for d in exp_dir.glob(f"{cfg.exp_name}_*") if d.name[len(cfg.exp_name) + 1:].isdigit()]
+    candidates = [exp_dir / cfg.exp_name] + sorted(numbered, key=lambda d: int(d.name[len(cfg.exp_name) + 1:]))
+    return next((d for d in candidates if d.is_dir() and abandoned(d)), None)
+
+
+def run_state(cfg) -> str:
+    """A key of BEFORE, from run_folder(cfg)."""
+    folder = run_folder(cfg)
+    if folder is None:
         return "new"
-    summary = runs[-1] / "summary.json"
+    if not (folder / "last.pt").is_file():
+        return "restart"
+    summary = folder / "summary.json"
     if summary.is_file() and json.loads(summary.read_text())["epochs_completed"] >= cfg.train.epochs:
         return "finished"
     return "interrupted"
 
 
+def _message(error: Exception) -> str:
+    """The error's message as the CLI prints it (utils/cli.py), passwords in URLs hidden."""
+    text = os_error_message(error) if isinstance(error, OSError) else original_message(error)
+    return redact_url(text)
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REASON_CHARACTERS else text[:REASON_CHARACTERS - 3] + "..."
+
+
 def sweep(config_names, seeds, overrides=()) -> list:
-    """Run (or skip, or resume) every config with every seed, in that order; returns
-    [(exp_name, state before the run)] in run order."""
+    """Run (or skip, or resume) every config with every seed, in that order; returns an Outcome
+    per run, in run order. Every config is loaded first, so a bad name or override stops the
+    sweep (ConfigError) before anything runs; a run that fails is reported on stderr and the
+    sweep goes on; Ctrl-C (KeyboardInterrupt) stops it."""
     plan = [seeded_config(name, seed, overrides) for name in config_names for seed in seeds]
-    done = []
+    outcomes = []
     for number, cfg in enumerate(plan, 1):
-        state = run_state(cfg)
-        print(f"[{number}/{len(plan)}] {cfg.exp_name}: {state}"
-              f"{', skipped' if state == 'finished' else ', resuming' if state == 'interrupted' else ''}", flush=True)
-        if state != "finished":
-            train_experiment(cfg, resume="auto" if state == "interrupted" else None)
-        done.append((cfg.exp_name, state))
-    return done
+        before = run_state(cfg)
+        print(f"[{number}/{len(plan)}] {cfg.exp_name}: {BEFORE[before]}", flush=True)
+        if before == "finished":
+            outcomes.append(Outcome(cfg.exp_name, before, "skipped", run_folder(cfg)))
+            continue
+        try:
+            train_experiment(cfg, resume="auto" if before == "interrupted" else None)
+        except (TrainingError, UserError, OSError) as error:
+            message = _message(error)
+            print(f"error: {cfg.exp_name} failed, the sweep goes on: {message}", file=sys.stderr, flush=True)
+            outcomes.append(Outcome(cfg.exp_name, before, "failed", run_folder(cfg), _one_line(message),
+                                    bad_input=not isinstance(error, TrainingError)))
+        else:
+            outcomes.append(Outcome(cfg.exp_name, before, "trained", run_folder(cfg)))
+    return outcomes
+
+
+def report(outcomes) -> str:
+    """A line of counts, and for failures a table: run, status, run folder, reason (one line each)."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    counts = (f"{len(outcomes)} runs: {sum(o.status == 'trained' for o in outcomes)} trained now, "
+              f"{sum(o.status == 'skipped' for o in outcomes)} finished earlier, {len(failed)} failed")
+    if not failed:
+        return counts
+    rows = [("run", "status", "run folder", "reason")] + [
+        (o.name, o.status, str(o.folder) if o.folder else "-", o.reason) for o in failed]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
+    return "\n".join([counts + ":"] + lines + [
+        "Run the same command again to retry them (each in its own folder: resumed from its last.pt, or restarted "
+        "in it); a run that diverged needs another config (e.g. a lower train.lr) under another name."])
+
+
+def exit_status(outcomes) -> int:
+    """0 when no run failed; 2 when every failure was bad input (a config, data, checkpoint or
+    path to fix); 1 when a training failed."""
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not failed:
+        return 0
+    return 2 if all(o.bad_input for o in failed) else 1

@@ -1,11 +1,13 @@
-"""Run configs with several seeds, skipping finished runs and resuming interrupted ones:
-python scripts/sweep.py --cfg NAME [NAME ...] --seeds 0,1,2 [--set KEY=VALUE ...]."""
+"""Run configs with several seeds, skipping finished runs, resuming interrupted ones and going
+on past failed ones: python scripts/sweep.py --cfg NAME [NAME ...] --seeds 0,1,2 [--set KEY=VALUE ...].
+Exit status 0 when every run finished; 1 when a run failed in training (e.g. its loss diverged);
+2 when every failure was bad input (a config, data, checkpoint or path to fix), or the command itself was."""
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.sweep import parse_seeds, sweep  # noqa: E402
+from executors.sweep import exit_status, parse_seeds, report, sweep  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 
 
@@ -15,9 +17,9 @@ def main():
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_overrides()
     args = parser.parse_args()
-    done = sweep(args.cfg, parse_seeds(args.seeds), args.set)
-    print(f"{len(done)} runs: {sum(state != 'finished' for _, state in done)} trained now, "
-          f"{sum(state == 'finished' for _, state in done)} finished earlier")
+    outcomes = sweep(args.cfg, parse_seeds(args.seeds), args.set)
+    print(report(outcomes))
+    return exit_status(outcomes)
 
 
 if __name__ == "__main__":
