@@ -109,6 +109,7 @@ def finished_summary(state: dict, cfg, path):
 
 
 def finished_note(summary: dict, path) -> str:
+    """'already finished: N epochs (<run folder>); ...' for the finished_summary of checkpoint `path`."""
     epochs = summary["epochs_completed"]
-    return (f"already finished: {epochs} epochs ({path.parent}); nothing to train. To train longer, resume with "
-            f"--set train.epochs=M (M > {epochs})")
+    return (f"already finished: {epochs} epoch{'s' * (epochs != 1)} ({path.parent}); nothing to train. To train "
+            f"longer, resume with --set train.epochs=M (M > {epochs})")

@@ -133,8 +133,9 @@ def report(outcomes) -> str:
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
     return "\n".join([counts + ":"] + lines + [
-        "Run the same command again to retry them (each in its own folder: resumed from its last.pt, or restarted "
-        "in it); a run that diverged needs another config (e.g. a lower train.lr) under another name."])
+        "Run the same command again to retry them, each in its own folder (resumed from its last.pt, else restarted "
+        "there); a diverged run needs other settings (e.g. a lower train.lr), under another exp_name once it has a "
+        "last.pt (a resume keeps the run's settings)."])
 
 
 def exit_status(outcomes) -> int:
