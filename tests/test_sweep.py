@@ -88,7 +88,8 @@ def test_a_diverging_run_is_reported_and_the_sweep_goes_on(root, tmp_path, capsy
     settings = overrides(root, exp_dir, 1) + ["train.max_nonfinite_steps=1"]
     done = sweep(names, [0], settings)
     assert [(o.name, o.before, o.status) for o in done] == [
-        ("mlp_base_seed0", "new", "trained"), ("diverging_seed0", "new", "failed"), ("mlp_gelu_seed0", "new", "trained")]
+        ("mlp_base_seed0", "new", "trained"), ("diverging_seed0", "new", "failed"),
+        ("mlp_gelu_seed0", "new", "trained")]
     failed = done[1]
     assert failed.folder == exp_dir / "diverging_seed0" and not failed.bad_input
     assert failed.reason.startswith("the training loss became non-finite (NaN or inf) at step ")

@@ -406,7 +406,8 @@ def test_resume_refuses_another_recipe_and_keeps_this_devices_optimizer_settings
     trainer = make_trainer(mlp_cfg(tmp_path))
     trainer.make_step(next(iter(trainer.train_loader)))
     trainer.save_model(tmp_path / "last.pt")
-    for overrides, expected in ((["train.optimizer='Adam'", "train.optimizer_args={}"], "train.optimizer: 'SGD' -> 'Adam'"),
+    for overrides, expected in ((["train.optimizer='Adam'", "train.optimizer_args={}"],
+                                 "train.optimizer: 'SGD' -> 'Adam'"),
                                 (["train.weight_decay=0.01"], "train.weight_decay: 0.0001 -> 0.01")):
         with pytest.raises(CheckpointError, match=re.escape(expected)):
             make_trainer(mlp_cfg(tmp_path, *overrides)).load_model(tmp_path / "last.pt")

@@ -16,7 +16,7 @@ from tests.synthetic_kmnist import write_kmnist_idx
 from tests.synthetic_pets import write_pets
 from tests.test_trainer import mlp_cfg
 from utils.config import load_config
-from utils.errors import ConfigError
+from utils.errors import CheckpointError
 
 
 def test_holdout_is_stratified_disjoint_complete_and_fixed_by_the_seed():
@@ -146,9 +146,9 @@ def test_resume_with_validation_is_exact_and_refuses_another_fraction(tmp_path):
     first.cfg.train.epochs = 1  # "interrupted" after one epoch
     first.fit(tmp_path / "parts")
     torch.manual_seed(999)
-    with pytest.raises(ConfigError, match=r"data.val_fraction=0.2 \(now 0.3\): resume with the same values"):
+    with pytest.raises(CheckpointError, match=r"Cannot resume .*\(data\.val_fraction: 0\.2 -> 0\.3\)"):
         trainer("parts", 3, fraction="0.3").load_model(tmp_path / "parts" / "last.pt")
-    with pytest.raises(ConfigError, match=r"data.val_seed=None \(now 5\)"):
+    with pytest.raises(CheckpointError, match=r"\(data\.val_seed: None -> 5\)"):
         trainer("parts", 3, "0.2", "data.val_seed=5").load_model(tmp_path / "parts" / "last.pt")
     resumed = trainer("parts", 3)
     resumed.load_model(tmp_path / "parts" / "last.pt")
