@@ -34,7 +34,8 @@ def exclusive_lock(path, wait: bool = True):
     try:
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode) or status.st_nlink != 1:
-            what = "a hard link (one of several names of a file)" if stat.S_ISREG(status.st_mode) else "not a regular file"
+            regular = stat.S_ISREG(status.st_mode)
+            what = "a hard link (one of several names of a file)" if regular else "not a regular file"
             raise StorageError(f"cannot use {path} as a lock file: it is {what}. {_LINK_REFUSED}")
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         yield fd
