@@ -13,8 +13,8 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
-from datasets.download import ensure_files
-from datasets.image_files import PREDICTION_ADVICE, read_image
+from datasets.files.download import ensure_files
+from datasets.files.image_files import PREDICTION_ADVICE, read_image
 from utils.errors import DataError
 
 IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),

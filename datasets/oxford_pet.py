@@ -18,8 +18,8 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from datasets.download import ensure_files, extract_archive_safely
-from datasets.image_files import PREDICTION_ADVICE, read_image
+from datasets.files.download import ensure_files, extract_archive_safely
+from datasets.files.image_files import PREDICTION_ADVICE, read_image
 from utils.errors import DataError
 
 SPLIT_FILES = {"train": "trainval.txt", "test": "test.txt"}
@@ -251,6 +251,6 @@ class OxfordIIITPet(Dataset):
 
     @classmethod
     def image_for_prediction(cls, path: Path):
-        """(RGB PIL image, [notes]) of any image file (datasets/image_files.py: any mode, any size)."""
+        """(RGB PIL image, [notes]) of any image file (datasets/files/image_files.py: any mode, any size)."""
         image, notes = read_image(path, for_prediction=True, advice=PREDICTION_ADVICE)
         return image.convert("RGB"), notes

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from datasets.image_files import IMAGE_FORMATS
+from datasets.files.image_files import IMAGE_FORMATS
 
 
 class ArrayImages(Dataset):

@@ -15,10 +15,10 @@ import torch
 import torchvision
 from torchvision import transforms as T
 
-from datasets.color_jitter import ColorJitterFactor
-from datasets.item_seeds import dataset_of
+from datasets.transforms.color_jitter import ColorJitterFactor
+from datasets.loading.item_seeds import dataset_of
 from datasets.kmnist import KMNIST
-from datasets.loaders import build_loaders
+from datasets.loading.loaders import build_loaders
 from executors.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
 from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
 from executors.trainer import Trainer

@@ -9,8 +9,8 @@ from pathlib import Path
 import torch
 from easydict import EasyDict
 
-from datasets.loaders import build_dataset, build_loaders, dataset_class, make_loader
-from datasets.transforms import build_transforms
+from datasets.loading.loaders import build_dataset, build_loaders, dataset_class, make_loader
+from datasets.transforms.building import build_transforms
 from executors.checkpoint import load_checkpoint, load_model_weights
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model

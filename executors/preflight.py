@@ -30,8 +30,8 @@ from easydict import EasyDict
 from PIL import Image
 from torchvision import transforms as T
 
-from datasets.loaders import TRANSFORMS_OF, dataset_class
-from datasets.transforms import build_transforms
+from datasets.loading.loaders import TRANSFORMS_OF, dataset_class
+from datasets.transforms.building import build_transforms
 from executors.optim import build_optimizer, build_scheduler
 from models.registry import build_model
 from utils.errors import ConfigError, first_line

@@ -1,12 +1,12 @@
 """The images a run saves and logs: training images before and after augmentation, and
 confusion matrices of the test set."""
-from datasets.preview import augmentation_preview
+from datasets.loading.preview import augmentation_preview
 from utils.visualization import plot_confusion_matrix, show_batch
 
 
 def save_augmentation_preview(logger, train_loader, class_names, data_cfg) -> None:
     """Log the same training images before and after augmentation as batch_augmentation.png,
-    when the loader can show them (datasets/preview.py)."""
+    when the loader can show them (datasets/loading/preview.py)."""
     preview = augmentation_preview(train_loader)
     if preview is None:
         return

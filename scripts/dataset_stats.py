@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from datasets.loaders import dataset_class  # noqa: E402
+from datasets.loading.loaders import dataset_class  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 

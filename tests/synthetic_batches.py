@@ -27,7 +27,7 @@ def natural_rgb_images(sizes, seed=0):
 
 def edge_replicated_canvas(arrays):
     """(uint8 [N, 3, H, W], int64 [N, 2] sizes): each [h, w, 3] array at the top-left of the
-    largest canvas, the rest filled by edge replication, as datasets/decoded_cache.py writes it."""
+    largest canvas, the rest filled by edge replication, as datasets/files/decoded_cache.py writes it."""
     height = max(array.shape[0] for array in arrays)
     width = max(array.shape[1] for array in arrays)
     canvas = np.stack([np.pad(array, ((0, height - array.shape[0]), (0, width - array.shape[1]), (0, 0)), mode="edge")

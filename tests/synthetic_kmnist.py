@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from datasets.download import md5sum
+from datasets.files.download import md5sum
 from datasets.kmnist import IDX_FILES, NPZ_FILES, idx_bytes
 
 

@@ -9,7 +9,7 @@ import tarfile
 import numpy as np
 from PIL import Image
 
-from datasets.download import md5sum
+from datasets.files.download import md5sum
 
 BREEDS = [("Abyssinian", 1, 1, 1, (200, 60, 40)), ("american_bulldog", 2, 2, 1, (40, 160, 60)),
           ("Bengal", 6, 1, 2, (50, 70, 200))]

@@ -1,4 +1,4 @@
-"""The cached path's transforms on uint8 [H, W, 3] arrays (datasets/array_transforms.py)
+"""The cached path's transforms on uint8 [H, W, 3] arrays (datasets/transforms/array_transforms.py)
 against torchvision's and our PIL transforms: the same random draws, the same crops and flips,
 pixels within a level of PIL's resize, OpenCV's colour adjustments against PIL's and the exact
 hue scaling, and any other transform through PIL unchanged."""
@@ -9,11 +9,11 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from datasets import batched_color
-from datasets.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray, RandomResizedCropArray,
+from datasets.transforms import batched_color
+from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray, RandomResizedCropArray,
                                        brightness_8bit, contiguous_rgb, hue_8bit, saturation_8bit)
-from datasets.cached_items import per_item_plan
-from datasets.color_jitter import ColorJitterFactor, scale_hue
+from datasets.loading.cached_items import per_item_plan
+from datasets.transforms.color_jitter import ColorJitterFactor, scale_hue
 from tests.synthetic_batches import natural_rgb_images
 
 IMAGES = natural_rgb_images([(150, 200), (120, 90), (64, 64)], seed=5)

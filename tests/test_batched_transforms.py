@@ -1,5 +1,5 @@
 """Batched, per-sample transforms (datasets/batched_*.py) against their per-item twins:
-torchvision's functional ops and get_params, datasets/color_jitter.py on PIL images, and
+torchvision's functional ops and get_params, datasets/transforms/color_jitter.py on PIL images, and
 exact definitions (colorsys). Geometry is checked image by image where the result is exact,
 random parameters by two-sample tests against torchvision's own sampling, and the config's
 whole pipelines by the statistics of a few thousand augmented samples."""
@@ -15,12 +15,12 @@ from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
-from datasets.batch import ImageBatch
-from datasets.batched_color import (ColorJitterFactor, adjust_brightness, adjust_saturation, scale_hue)
-from datasets.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
-from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
-from datasets.color_jitter import ColorJitterFactor as PILColorJitterFactor
-from datasets.transforms import build_transforms
+from datasets.transforms.batch import ImageBatch
+from datasets.transforms.batched_color import (ColorJitterFactor, adjust_brightness, adjust_saturation, scale_hue)
+from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
+from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.transforms.color_jitter import ColorJitterFactor as PILColorJitterFactor
+from datasets.transforms.building import build_transforms
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
 from tests.synthetic_kmnist import kmnist_arrays
 from utils.config import load_config
@@ -424,7 +424,7 @@ def test_colour_jitter_range_none_leaves_that_property_unchanged(kept):
 
 
 def pil_jitter(arrays, factors, order):
-    """datasets/color_jitter.py's PIL adjustments with the given factors and order, as float [n, 3, H, W]."""
+    """datasets/transforms/color_jitter.py's PIL adjustments with the given factors and order, as float [n, 3, H, W]."""
     adjust, names = PILColorJitterFactor().adjust, ("brightness", "saturation", "hue")
     out = []
     for i, array in enumerate(arrays):

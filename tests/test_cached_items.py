@@ -1,4 +1,4 @@
-"""The cached per-item path (datasets/cached_items.py): the batch normalisation, batches equal
+"""The cached per-item path (datasets/loading/cached_items.py): the batch normalisation, batches equal
 to the workers path's up to the resize and the jitter, auto's choice on the CPU and on a GPU,
 lists it refuses, a missing OpenCV, the preview, and exact resume."""
 import copy
@@ -11,12 +11,12 @@ import pytest
 import torch
 from torchvision.transforms import functional as TF
 
-import datasets.cached_items
-import datasets.loaders
-from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
-from datasets.item_seeds import dataset_of
+import datasets.loading.cached_items
+import datasets.loading.loaders
+from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_plan
+from datasets.loading.item_seeds import dataset_of
 from datasets.oxford_pet import OxfordIIITPet
-from datasets.preview import augmentation_preview
+from datasets.loading.preview import augmentation_preview
 from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_cfg, kmnist_root,  # noqa: F401
                                       loader_notes, one_thread, pets_cfg)
 from utils.errors import ConfigError
@@ -52,7 +52,7 @@ def build(cfg, loader):
     """(train batches of 4 epochs, test batches, train loader) of a fresh build on `loader`."""
     cfg = copy.deepcopy(cfg)
     cfg.data.loader = loader
-    train, test, _ = datasets.loaders.build_loaders(cfg)
+    train, test, _ = datasets.loading.loaders.build_loaders(cfg)
     batches = []
     for epoch in range(4):
         train.set_epoch(epoch)
@@ -94,13 +94,13 @@ def test_cached_batches_are_the_workers_batches_up_to_the_8bit_jitter(pets_cfg):
 
 def test_auto_takes_the_cached_path_for_pets_files_on_the_cpu_when_they_fit(pets_cfg, capsys, monkeypatch):
     pets_cfg.data.loader = "auto"
-    train, test, _ = datasets.loaders.build_loaders(pets_cfg)
+    train, test, _ = datasets.loading.loaders.build_loaders(pets_cfg)
     assert isinstance(dataset_of(train), CachedImages) and isinstance(dataset_of(test), CachedImages)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "cached" in notes[0] and "CPU" in notes[0]
 
-    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000)
-    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 1000)
+    train, _, _ = datasets.loading.loaders.build_loaders(pets_cfg)
     assert isinstance(dataset_of(train), OxfordIIITPet)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and "GiB" in notes[0] and "'cached' forces it" in notes[0]
@@ -110,25 +110,25 @@ def assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, reason):
     """With pets_cfg as it is, auto falls back to workers with one note naming `reason`, and
     data.loader='cached' is a config error matching it."""
     pets_cfg.data.loader = "auto"
-    train, _, _ = datasets.loaders.build_loaders(pets_cfg)
+    train, _, _ = datasets.loading.loaders.build_loaders(pets_cfg)
     assert isinstance(dataset_of(train), OxfordIIITPet)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and reason in notes[0]
     pets_cfg.data.loader = "cached"
     with pytest.raises(ConfigError, match=reason):
-        datasets.loaders.build_loaders(pets_cfg)
+        datasets.loading.loaders.build_loaders(pets_cfg)
 
 
 def test_lists_the_cached_path_cannot_run_fall_back_or_fail(pets_cfg, kmnist_root, tmp_path, capsys):  # noqa: F811
     pets_cfg.data.transforms.train = PET_TRAIN[:-2]  # no ToTensor
     assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, "ToTensor")
     with pytest.raises(ConfigError, match="in memory"):
-        datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp", "data.loader='cached'"))
+        datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp", "data.loader='cached'"))
 
 
 def test_preview_of_the_cached_path_shows_cached_originals_and_normalised_batches(pets_cfg):
     pets_cfg.data.loader = "cached"
-    train = datasets.loaders.build_loaders(pets_cfg)[0]
+    train = datasets.loading.loaders.build_loaders(pets_cfg)[0]
     state = torch.get_rng_state()
     originals, augmented, labels = augmentation_preview(train, count=4)
     assert torch.equal(torch.get_rng_state(), state)
@@ -155,29 +155,29 @@ def test_cached_run_resumed_after_an_epoch_ends_with_the_same_weights(pets_cfg, 
 
 def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_take(pets_cfg, monkeypatch):
     pets_cfg.data.loader = "auto"
-    splits = datasets.loaders.split_datasets(pets_cfg)
+    splits = datasets.loading.loaders.split_datasets(pets_cfg)
     gpu = torch.device("cuda")  # only named: choose_loader asks the GPU nothing but its memory, patched here
-    monkeypatch.setattr(datasets.loaders, "device_memory_bytes",
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes",
                         lambda device: 1000 if device.type == "cuda" else 2**40)
-    kind, plans, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
+    kind, plans, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "cuda memory" in reason and set(plans) == {"train", "test"}
 
-    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 2**40)
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 2**40)
     pets_cfg.data.transforms.train = [("RandomResizedCrop", {"size": 32}), ("RandomRotation", {"degrees": 10}),
                                       ("ToTensor", {}), ("Normalize", {})]
-    kind, _, reason = datasets.loaders.choose_loader(pets_cfg, splits, gpu)
+    kind, _, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "RandomRotation" in reason
-    assert datasets.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
+    assert datasets.loading.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
 
 
 def test_without_opencv_the_library_works_and_only_the_cached_path_says_what_is_missing(pets_cfg, capsys, monkeypatch):
     script = ("import sys; sys.modules['cv2'] = None  # as if OpenCV were not installed\n"
-              "import executors.trainer, datasets.loaders\n"
-              "from datasets.cached_items import NotCacheable, per_item_plan\n"
+              "import executors.trainer, datasets.loading.loaders\n"
+              "from datasets.loading.cached_items import NotCacheable, per_item_plan\n"
               "try:\n    per_item_plan([('ToTensor', {})])\nexcept NotCacheable as error:\n    print(error)\n")
     finished = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert "needs OpenCV" in finished.stdout and "opencv-python-headless" in finished.stdout
 
-    monkeypatch.setattr(datasets.cached_items, "ARRAY_TWINS", None)  # what that import leaves
+    monkeypatch.setattr(datasets.loading.cached_items, "ARRAY_TWINS", None)  # what that import leaves
     assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, "needs OpenCV")

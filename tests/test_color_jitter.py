@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datasets.color_jitter import scale_hue
+from datasets.transforms.color_jitter import scale_hue
 
 HUE_LEVELS = 255  # PIL's HSV: hue = int(turns * 255), so one turn is 255 levels (0-254); 255 is 0 again
 FACTORS = [0.6, 0.8, 1.0, 1.2, 1.4, 2.6]  # m/5: H * factor is never a tie between two levels

@@ -181,7 +181,7 @@ def test_every_shipped_config_passes_the_checks_and_a_config_file_is_checked_too
 
 def test_the_checks_offer_the_choices_the_library_accepts():
     """utils may not import the modules that act on these values: the choices are copies."""
-    from datasets.loaders import DATASETS, LOADERS
+    from datasets.loading.loaders import DATASETS, LOADERS
     from executors.optim import SCHEDULES
     from logs.Logger import BACKENDS
     from logs.neptune_backend import MODES

@@ -10,8 +10,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import CenterCrop, Compose, Resize
 
-from datasets import decoded_cache
-from datasets.decoded_cache import load_or_build
+from datasets.files import decoded_cache
+from datasets.files.decoded_cache import load_or_build
 from datasets.oxford_pet import decode_rgb
 from utils.errors import DataError
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import datasets.loaders
+import datasets.loading.loaders
 import datasets.oxford_pet
-from datasets.batched_transforms import NotBatchable, build_batched_transforms
-from datasets.device_loader import DeviceLoader
+from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms
+from datasets.loading.device_loader import DeviceLoader
 from datasets.oxford_pet import OxfordIIITPet
-from datasets.transforms import build_transforms
+from datasets.transforms.building import build_transforms
 from executors.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
@@ -184,7 +184,7 @@ def loader_notes(capsys):
 
 @pytest.mark.parametrize("choice, kind", [("auto", DeviceLoader), ("device", DeviceLoader), ("workers", DataLoader)])
 def test_data_loader_setting_picks_the_path(kmnist_root, tmp_path, capsys, choice, kind):
-    train, test, classes = datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
+    train, test, classes = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
                                                                      f"data.loader='{choice}'"))
     assert isinstance(train, kind) and isinstance(test, kind) and len(classes) == 10
     assert len(train) == math.ceil(2000 / 64) and len(test) == math.ceil(300 / 64)
@@ -195,7 +195,7 @@ def test_data_loader_setting_picks_the_path(kmnist_root, tmp_path, capsys, choic
 
 
 def test_device_test_batches_equal_the_workers_test_batches(kmnist_root, tmp_path):
-    loaders = {choice: datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
+    loaders = {choice: datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
                                                                  f"data.loader='{choice}'"))[1]
                for choice in ("device", "workers")}
     device, workers = ([batch for batch in loaders[choice]] for choice in ("device", "workers"))
@@ -207,35 +207,35 @@ def test_device_test_batches_equal_the_workers_test_batches(kmnist_root, tmp_pat
 def test_auto_falls_back_to_workers_naming_a_transform_without_a_batched_version(kmnist_root, tmp_path, capsys):
     cfg = kmnist_cfg(kmnist_root, tmp_path)
     cfg.data.transforms.train.insert(0, ("GaussianBlur", {"kernel_size": 3}))
-    train, test, _ = datasets.loaders.build_loaders(cfg)
+    train, test, _ = datasets.loading.loaders.build_loaders(cfg)
     assert isinstance(train, DataLoader) and isinstance(test, DataLoader)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and "GaussianBlur" in notes[0]
     assert next(iter(train))["image"].shape == (64, 1, 28, 28)
     cfg.data.loader = "device"
     with pytest.raises(NotBatchable, match="GaussianBlur"):
-        datasets.loaders.build_loaders(cfg)
+        datasets.loading.loaders.build_loaders(cfg)
 
 
 def test_auto_falls_back_to_workers_for_a_prefix_on_in_memory_data(kmnist_root, tmp_path, capsys):
     cfg = kmnist_cfg(kmnist_root, tmp_path)
     cfg.data.transforms.test = [("Resize", {"size": 28}), ("ToTensor", {}), ("Normalize", {})]
-    train, test, _ = datasets.loaders.build_loaders(cfg)
+    train, test, _ = datasets.loading.loaders.build_loaders(cfg)
     assert isinstance(test, DataLoader)
 
 
 def test_unknown_loader_value_is_a_config_error(kmnist_root, tmp_path):
     with pytest.raises(ConfigError, match="data.loader='gpu'"):
-        datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='gpu'"))
+        datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='gpu'"))
 
 
 def test_auto_uses_workers_when_the_data_does_not_fit_the_memory_budget(kmnist_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets.loaders, "device_memory_bytes", lambda device: 1000)
-    train, _, _ = datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path))
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 1000)
+    train, _, _ = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path))
     assert isinstance(train, DataLoader)
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "workers" in notes[0] and "memory" in notes[0]
-    forced, _, _ = datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
+    forced, _, _ = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
                                                              "data.loader='device'"))
     assert isinstance(forced, DeviceLoader)
 
@@ -244,7 +244,7 @@ def test_auto_uses_workers_when_the_data_does_not_fit_the_memory_budget(kmnist_r
 
 
 def fit(cfg, run_dir, epochs=None):
-    trainer = Trainer(cfg, *datasets.loaders.build_loaders(cfg))
+    trainer = Trainer(cfg, *datasets.loading.loaders.build_loaders(cfg))
     if epochs is not None:
         trainer.cfg.train.epochs = epochs
     run_dir.mkdir(exist_ok=True)
@@ -289,7 +289,7 @@ def assert_resume_is_exact(cfg, tmp_path):
     fit(cfg("parts"), tmp_path / "parts", epochs=1)  # "interrupted" after one epoch
     assert load_checkpoint(tmp_path / "parts" / "last.pt")["epochs_completed"] == 1
     torch.manual_seed(12345)  # a new process starts with other RNG states
-    resumed = Trainer(cfg("parts"), *datasets.loaders.build_loaders(cfg("parts")))
+    resumed = Trainer(cfg("parts"), *datasets.loading.loaders.build_loaders(cfg("parts")))
     resumed.load_model(tmp_path / "parts" / "last.pt")
     resumed.fit(tmp_path / "parts")
 
@@ -327,7 +327,7 @@ def pets_cfg(tmp_path):
 
 def test_pets_on_the_device_path_match_the_workers_test_pipeline_and_reuse_the_cache(pets_cfg, capsys, monkeypatch):
     root_files = sorted(Path(pets_cfg.data.root).rglob("*"))
-    train, test, classes = datasets.loaders.build_loaders(pets_cfg)
+    train, test, classes = datasets.loading.loaders.build_loaders(pets_cfg)
     assert isinstance(train, DeviceLoader) and isinstance(test, DeviceLoader) and len(classes) == 37  # the official breeds
     out = capsys.readouterr().out
     assert out.count("Built the decoded cache") == 2 and "Loaded the decoded cache" not in out
@@ -348,7 +348,7 @@ def test_pets_on_the_device_path_match_the_workers_test_pipeline_and_reuse_the_c
         raise AssertionError(f"decoded {path} again")
 
     monkeypatch.setattr(datasets.oxford_pet, "decode_rgb", no_decoding)
-    again_train, again_test, _ = datasets.loaders.build_loaders(pets_cfg)
+    again_train, again_test, _ = datasets.loading.loaders.build_loaders(pets_cfg)
     out = capsys.readouterr().out
     assert out.count("Loaded the decoded cache") == 2 and "Built" not in out
     assert torch.equal(again_train.images, train.images) and torch.equal(again_test.images, test.images)

@@ -12,8 +12,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from datasets.device_loader import DeviceLoader
-from datasets.batched_transforms import build_batched_transforms
+from datasets.loading.device_loader import DeviceLoader
+from datasets.transforms.batched_transforms import build_batched_transforms
 from executors.distributed import all_reduce_sum
 from executors.evaluation import evaluate_model
 from tests.synthetic_kmnist import write_kmnist_idx

@@ -8,7 +8,7 @@ import http.server
 
 import pytest
 
-from datasets.download import ensure_files, extract_archive_safely, md5sum
+from datasets.files.download import ensure_files, extract_archive_safely, md5sum
 from tests.synthetic_kmnist import http_server, write_kmnist_idx
 from utils.errors import DataError
 

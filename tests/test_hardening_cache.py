@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets.decoded_cache import load_or_build
+from datasets.files.decoded_cache import load_or_build
 from datasets.oxford_pet import decode_rgb
 from tests.synthetic_pets import write_pets
 from tests.test_decoded_cache import CountingDecode, cache_entries, only_cache, write_images
@@ -31,7 +31,7 @@ SLOW_BUILD = """
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
-from datasets.decoded_cache import load_or_build
+from datasets.files.decoded_cache import load_or_build
 from datasets.oxford_pet import decode_rgb
 import utils.parent_death
 if sys.argv[5] == "polling":  # as where prctl does not exist

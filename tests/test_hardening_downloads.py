@@ -22,8 +22,8 @@ import pytest
 from easydict import EasyDict
 from PIL import EpsImagePlugin, Image
 
-from datasets import fetch, image_files
-from datasets.download import ensure_files
+from datasets.files import fetch, image_files
+from datasets.files.download import ensure_files
 from datasets.kmnist import KMNIST, check_idx
 from datasets.oxford_pet import check_archive
 from executors.baseline import ImageFiles
@@ -358,7 +358,7 @@ def test_a_download_killed_midway_leaves_a_part_that_the_next_run_removes(good, 
     root = tmp_path / "root"
     release.clear()
     with http_answers(sleeps_after(good[KMNIST_NAMES[0]])) as stalled:
-        child = subprocess.Popen([sys.executable, "-c", "import sys; from datasets.download import ensure_files; "
+        child = subprocess.Popen([sys.executable, "-c", "import sys; from datasets.files.download import ensure_files; "
                                   "ensure_files(sys.argv[1], {sys.argv[2]: None}, [sys.argv[3]], True, 'KMNIST')",
                                   str(root), KMNIST_NAMES[0], stalled], stdout=subprocess.DEVNULL)
         try:

@@ -1,4 +1,4 @@
-"""Per-item randomness of the workers and cached paths (datasets/item_seeds.py): the epoch's
+"""Per-item randomness of the workers and cached paths (datasets/loading/item_seeds.py): the epoch's
 order and every item's augmentation follow from (seed, epoch, index) alone, so batches do not
 depend on the number of worker processes, the main process's random stream is untouched, and
 the workers live through the run."""
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-import datasets.loaders
-from datasets.item_seeds import EpochItems, SeededItems, dataset_of, stream_seed
+import datasets.loading.loaders
+from datasets.loading.item_seeds import EpochItems, SeededItems, dataset_of, stream_seed
 from datasets.kmnist import KMNIST
 from tests.test_device_loader import kmnist_cfg, kmnist_root  # noqa: F401
 
@@ -72,7 +72,7 @@ def epochs_of(loader, count):
 @pytest.mark.parametrize("workers", [0, 2])
 def test_items_draw_from_their_own_seeds_and_leave_the_run_s_stream_alone(kmnist_root, tmp_path, workers):  # noqa: F811
     cfg = kmnist_cfg(kmnist_root, tmp_path, "mlp", f"data.num_workers={workers}")
-    loader = datasets.loaders.make_loader(Draws(), cfg, "train", batch_size=4)
+    loader = datasets.loading.loaders.make_loader(Draws(), cfg, "train", batch_size=4)
     torch.manual_seed(0)
     random.seed(0)
     expected = torch.rand(()), random.random()
@@ -92,7 +92,7 @@ def test_items_draw_from_their_own_seeds_and_leave_the_run_s_stream_alone(kmnist
 
 def test_worker_processes_live_through_the_epochs(kmnist_root, tmp_path):  # noqa: F811
     cfg = kmnist_cfg(kmnist_root, tmp_path, "mlp", "data.num_workers=2")
-    loader = datasets.loaders.make_loader(Draws(), cfg, "train", batch_size=4)
+    loader = datasets.loading.loaders.make_loader(Draws(), cfg, "train", batch_size=4)
     pids = [{pid for batch in batches for pid in batch["label"].tolist()} for batches in epochs_of(loader, 3)]
     assert len(pids[0]) == 2 and os.getpid() not in pids[0] and pids[0] == pids[1] == pids[2]
 
@@ -102,11 +102,11 @@ def test_augmented_kmnist_batches_do_not_depend_on_the_number_of_workers(kmnist_
     for workers in (0, 2):
         cfg = kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='workers'",
                          f"data.num_workers={workers}")
-        train = datasets.loaders.build_loaders(cfg)[0]
+        train = datasets.loading.loaders.build_loaders(cfg)[0]
         assert isinstance(train.dataset, SeededItems) and isinstance(dataset_of(train), KMNIST)
         batches[workers] = [batch for epoch in epochs_of(train, 2) for batch in epoch[:3]]
     for alone, parallel in zip(batches[0], batches[2]):
         assert torch.equal(alone["label"], parallel["label"]) and torch.equal(alone["image"], parallel["image"])
     assert not torch.equal(batches[0][0]["image"], batches[0][3]["image"])  # epoch 1 is another epoch
-    device_train = datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment"))[0]
+    device_train = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment"))[0]
     assert dataset_of(device_train) is None  # the device loader holds tensors, not a dataset

@@ -7,7 +7,7 @@ import torch
 from easydict import EasyDict
 
 from datasets.kmnist import KMNIST
-from datasets.transforms import build_transforms
+from datasets.transforms.building import build_transforms
 from tests.synthetic_kmnist import http_server, kmnist_arrays, write_kmnist_idx, write_kmnist_npz
 from utils.errors import ConfigError, DataError
 

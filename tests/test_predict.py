@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from datasets import image_files
+from datasets.files import image_files
 from datasets.kmnist import KMNIST
-from datasets.loaders import build_loaders
+from datasets.loading.loaders import build_loaders
 from datasets.oxford_pet import OxfordIIITPet
 from executors.launch import evaluate_checkpoint, predict_files
 from executors.trainer import Trainer

@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-import datasets.loaders
-from datasets.device_loader import DeviceLoader
-from datasets.splits import holdout_indices
+import datasets.loading.loaders
+from datasets.loading.device_loader import DeviceLoader
+from datasets.loading.splits import holdout_indices
 from executors.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
@@ -44,7 +44,7 @@ def kmnist_cfg(root, tmp_path, *overrides):
 
 
 def test_both_loader_paths_hold_out_the_same_images_and_evaluate_them_as_test_images(kmnist_root, tmp_path, capsys):
-    loaders = {path: datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "data.val_fraction=0.25",
+    loaders = {path: datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "data.val_fraction=0.25",
                                                                f"data.loader='{path}'"))
                for path in ("device", "workers")}
     assert isinstance(loaders["device"].val, DeviceLoader) and not isinstance(loaders["workers"].val, DeviceLoader)
@@ -59,12 +59,12 @@ def test_both_loader_paths_hold_out_the_same_images_and_evaluate_them_as_test_im
     train_counts = {path: sum(len(b["label"]) for b in found[0]) for path, found in loaders.items()}
     assert train_counts == {"device": 150, "workers": 150}
     assert "Validation: 50 training images held out" in capsys.readouterr().out
-    assert datasets.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path)).val is None
+    assert datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path)).val is None
 
 
 def validation_images(cfg):
     """uint8-exact float images [n, 1, 28, 28] of the validation split, in order."""
-    return torch.cat([batch["image"] for batch in datasets.loaders.build_loaders(cfg).val])
+    return torch.cat([batch["image"] for batch in datasets.loading.loaders.build_loaders(cfg).val])
 
 
 def test_val_seed_fixes_the_held_out_images_across_run_seeds(kmnist_root, tmp_path):
@@ -89,7 +89,7 @@ def test_pets_validation_images_come_from_the_training_files_on_the_device_path(
     found = {}
     for path in ("device", "workers"):
         cfg.data.loader = path
-        loaders = datasets.loaders.build_loaders(cfg)
+        loaders = datasets.loading.loaders.build_loaders(cfg)
         found[path] = torch.cat([b["image"] for b in loaders.val]), torch.cat([b["label"] for b in loaders.val])
         assert sum(len(b["label"]) for b in loaders[0]) == 9  # 3 classes x 4, one of each held out
     torch.testing.assert_close(found["device"][0], found["workers"][0], atol=1e-5, rtol=0)

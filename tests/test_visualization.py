@@ -66,8 +66,8 @@ def test_an_empty_confusion_matrix_still_draws(tmp_path):
 def test_show_batch_pairs_each_image_before_and_after():
     import torch
 
-    from datasets.preview import augmentation_preview
-    from datasets.transforms import build_transforms
+    from datasets.loading.preview import augmentation_preview
+    from datasets.transforms.building import build_transforms
 
     class Items:
         """Four 6x5 RGB images of one colour each; the transform flips and normalises."""

@@ -4,7 +4,7 @@
 in the config and raises one ConfigError that names each bad key, its value and the allowed
 range. `warnings_for(cfg)` returns notes on settings that are valid but probably unintended
 (a warmup as long as the run). The choices here mirror the modules that act on them
-(datasets.loaders.LOADERS, executors.optim.SCHEDULES, logs.Logger.BACKENDS, ...), which
+(datasets.loading.loaders.LOADERS, executors.optim.SCHEDULES, logs.Logger.BACKENDS, ...), which
 utils may not import; tests/test_config.py checks that they agree.
 """
 import math

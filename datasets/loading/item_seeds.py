@@ -1,7 +1,7 @@
 """Randomness of the per-item paths (`workers`, `cached`) fixed by (seed, epoch, index).
 
 An epoch's order is a permutation drawn from (seed, epoch), as on the device path
-(datasets/device_loader.py), and each item is transformed with torch's and Python's
+(datasets/loading/device_loader.py), and each item is transformed with torch's and Python's
 generators seeded from (seed, epoch, index). So an epoch's batches depend on nothing else:
 not on data.num_workers, not on which worker process transforms an item, not on the
 run's other random draws (dropout). Worker processes can therefore live through the

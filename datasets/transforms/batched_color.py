@@ -1,5 +1,5 @@
 """Batched, per-sample colour transforms: ColorJitterFactor, ToTensor and Normalize on a whole
-batch [B, C, H, W] at once; the twins of datasets/color_jitter.py and torchvision's.
+batch [B, C, H, W] at once; the twins of datasets/transforms/color_jitter.py and torchvision's.
 
 Colour arithmetic runs in float in [0, 1]: brightness multiplies RGB, saturation blends with
 the grey image (ITU-R 601 weights), hue multiplies the HSV hue angle (in turns, modulo one
@@ -10,7 +10,7 @@ its full precision (PIL holds it in 8-bit units; the difference has no systemati
 """
 import torch
 
-from datasets.batch import ImageBatch, to_device, to_unit_float
+from datasets.transforms.batch import ImageBatch, to_device, to_unit_float
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 HUE_SEXTANT_OFFSETS = (5.0, 3.0, 1.0)  # HSV -> RGB: channel c = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n_c + 6h) mod 6

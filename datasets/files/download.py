@@ -3,7 +3,7 @@
 Every file is checked against its md5, or, when its md5 is None (a custom copy), for being
 readable as what its name says (check_format: a complete gzip, tar or zip) and by the
 dataset's own `validate`. Downloads stream into a temporary file beside the target
-(datasets/fetch.py: credentials, progress, stalls) and are renamed into place only once
+(datasets/files/fetch.py: credentials, progress, stalls) and are renamed into place only once
 verified, so an interrupted, corrupt or wrong download (an HTML page served with status 200)
 leaves nothing behind and the next mirror is tried. A directory that already holds the
 verified files is used as is, without writes, so a read-only copy (a Kaggle input) works.
@@ -20,7 +20,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from datasets.fetch import fetch, remove_stale_parts
+from datasets.files.fetch import fetch, remove_stale_parts
 from utils.errors import DataError
 from utils.urls import redact_url
 
@@ -109,7 +109,7 @@ def ensure_files(root, files: dict, mirrors, download: bool, dataset_name: str, 
     wrong) for content that is not the dataset's. Missing or bad ones are downloaded from
     `mirrors` (base URLs, tried in order; `user:password@` in one is sent as Basic auth and
     never shown) when `download` is true, after removing the `.part` files of killed
-    downloads (datasets/fetch.py). When that is impossible,
+    downloads (datasets/files/fetch.py). When that is impossible,
     raises DataError naming every file of `files` and of `companions` (the dataset's other
     files, name -> md5, not needed now) that is missing or bad, and what to do about each;
     `layout_hint` adds a dataset's other way of providing them.

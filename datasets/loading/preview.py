@@ -1,7 +1,7 @@
 """A few training items before and after their transforms, for show_batch."""
 import torch
 
-from datasets.item_seeds import dataset_of
+from datasets.loading.item_seeds import dataset_of
 
 
 def augmentation_preview(loader, count=8):

@@ -7,7 +7,7 @@ inside the dataset root, which may be read-only):
                  so bilinear sampling at an image's border behaves like clamping.
   sizes.npy      int32 [N, 2]: (height, width) in pixels of each image's content.
   manifest.json  format_version, name, count, canvas [H, W], max_side, prefix_key, bytes,
-                 sizes_sha1, source (datasets/cache_manifest.py: a fingerprint of every
+                 sizes_sha1, source (datasets/files/cache_manifest.py: a fingerprint of every
                  source file's resolved path, size, mtime, ctime and inode).
 H and W are the largest height and width in the split after the optional `prefix` transform
 and after capping the longer side at `max_side`. `key` is a sha1 of KEY_VERSION, max_side,
@@ -19,10 +19,10 @@ Size on disk and in memory: N * 3 * H * W bytes, e.g. 3,680 images at a 500x500 
 the last one) and writes the canvas image by image through a memory map.
 
 A cache is loaded without decoding anything when everything in it fits its manifest, the
-canvas and the split (datasets/cache_manifest.py lists the checks: shapes, dtypes, every
+canvas and the split (datasets/files/cache_manifest.py lists the checks: shapes, dtypes, every
 size within 1..canvas, counts, the source fingerprint). Otherwise it is rebuilt, with a
 one-line note saying why when there was one. Building is atomic and takes turns
-(datasets/cache_folders.py): one process at a time per cache, under a lock, in a hidden
+(datasets/files/cache_folders.py): one process at a time per cache, under a lock, in a hidden
 temporary folder renamed into place only when complete, so an error or an interrupt leaves
 an earlier cache intact, and the next call removes what a killed build left. Decoding
 workers die with the process that started them (utils/parent_death.py).
@@ -43,8 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from configs.paths import DATA_DIR
-from datasets.cache_folders import build_lock, make_build_dir, move_into_place, remove_leftovers
-from datasets.cache_manifest import FORMAT_VERSION, Unusable, read, sha1_lines, sizes_sha1, source_fingerprint
+from datasets.files.cache_folders import build_lock, make_build_dir, move_into_place, remove_leftovers
+from datasets.files.cache_manifest import FORMAT_VERSION, Unusable, read, sha1_lines, sizes_sha1, source_fingerprint
 from utils.errors import DataError
 from utils.parent_death import die_with_parent
 

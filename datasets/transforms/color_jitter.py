@@ -13,7 +13,7 @@ Two implementations draw the same random numbers from torch's generator:
 * `ColorJitterFactor` on PIL images (torchvision's functional ops and PIL's HSV): the
   reference, and the per-item `workers` path.
 * `ColorJitterFactor8Bit` on 8-bit arrays with OpenCV, about 6x faster, for the per-item
-  path over the decoded cache (datasets/array_transforms.py, which says how near PIL's it is).
+  path over the decoded cache (datasets/transforms/array_transforms.py, which says how near PIL's it is).
 """
 import numpy as np
 import torch

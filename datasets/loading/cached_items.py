@@ -1,10 +1,10 @@
 """The per-item path over the decoded cache (`data.loader='cached'`): the CPU's fastest way
 to feed image files (README, "Speed").
 
-Worker processes take each image from the decoded cache (datasets/decoded_cache.py) instead
+Worker processes take each image from the decoded cache (datasets/files/decoded_cache.py) instead
 of decoding its JPEG, as a uint8 [H, W, 3] view of the cache's planes, and run the config's
 transforms on 8-bit arrays: RandomResizedCrop, RandomHorizontalFlip and ColorJitterFactor
-have array twins (datasets/array_transforms.py) that draw the same random numbers as the PIL
+have array twins (datasets/transforms/array_transforms.py) that draw the same random numbers as the PIL
 transforms of the `workers` path; any other transform runs through PIL.
 ToTensor and Normalize then become one table look-up per channel, written straight into the
 batch (NormalizeBatch). So the two paths give the same crops and flips, with pixels within a
@@ -15,13 +15,13 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 from torchvision import transforms as T
 
-from datasets.transforms import build_transforms
+from datasets.transforms.building import build_transforms
 from utils.errors import UnsuitableLoader
 
 try:  # OpenCV: only this path needs it, and per_item_plan says so when it is missing
     import cv2
 
-    from datasets.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
+    from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
                                            RandomResizedCropArray)
     ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
                    "ColorJitterFactor": ColorJitterFactor8Bit}

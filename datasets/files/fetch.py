@@ -1,5 +1,5 @@
 """One URL streamed into a temporary file beside its target, renamed into place only once
-complete and checked (datasets/download.py chooses the mirrors and the check).
+complete and checked (datasets/files/download.py chooses the mirrors and the check).
 
 * Credentials in a URL (`https://user:password@host/...`) are taken out of it and sent as an
   HTTP Basic `Authorization` header to that host only (not to a host it redirects to), so

@@ -6,9 +6,9 @@ done once per image when the split is cached: the pets test path) and the rest, 
 per batch. A transform with no batched version, or with arguments the batched version does
 not support, raises NotBatchable, which names it.
 """
-from datasets.batch import ImageBatch
-from datasets.batched_color import ColorJitterFactor, Normalize, ToTensor
-from datasets.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
+from datasets.transforms.batch import ImageBatch
+from datasets.transforms.batched_color import ColorJitterFactor, Normalize, ToTensor
+from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
 from utils.errors import UnsuitableLoader
 
 BATCHED_TRANSFORMS = {cls.__name__: cls for cls in (Pad, RandomCrop, RandomHorizontalFlip, RandomAffine,

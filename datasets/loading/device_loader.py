@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from datasets.batch import ImageBatch, to_device
-from datasets.item_seeds import stream_seed
+from datasets.transforms.batch import ImageBatch, to_device
+from datasets.loading.item_seeds import stream_seed
 
 
 class DeviceLoader:
@@ -25,7 +25,7 @@ class DeviceLoader:
     Args:
         images: uint8 [N, C, H, W] on the training device (a canvas; see `sizes`).
         labels: int64 [N] on the same device.
-        transform: BatchedCompose for this split (datasets/batched_transforms.py).
+        transform: BatchedCompose for this split (datasets/transforms/batched_transforms.py).
         batch_size: global batch size; the last batch may be smaller.
         shuffle: a new order every epoch (training); False keeps item order (evaluation).
         seed: the run's seed; epoch e uses a generator seeded from (seed, e).

@@ -2,7 +2,7 @@
 
 In-memory datasets (KMNIST keeps `images` uint8 [N, H, W]) are used as they are. File-based
 ones (Oxford pets lists `samples` of (path, label, category)) go through the decoded cache
-(datasets/decoded_cache.py): every image decoded once, the split's deterministic transform
+(datasets/files/decoded_cache.py): every image decoded once, the split's deterministic transform
 prefix (test: Resize 256 + CenterCrop 224) applied once, then held as one uint8 canvas.
 """
 import os
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from datasets.decoded_cache import DEFAULT_MAX_SIDE, default_cache_dir, load_or_build
-from datasets.transforms import build_transforms
+from datasets.files.decoded_cache import DEFAULT_MAX_SIDE, default_cache_dir, load_or_build
+from datasets.transforms.building import build_transforms
 
 
 def is_in_memory(dataset) -> bool:

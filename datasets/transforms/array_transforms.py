@@ -1,4 +1,4 @@
-"""Transforms on uint8 [H, W, 3] RGB arrays, the cached path's images (datasets/cached_items.py);
+"""Transforms on uint8 [H, W, 3] RGB arrays, the cached path's images (datasets/loading/cached_items.py);
 each draws the same random numbers as its PIL counterpart on the `workers` path.
 
 * `RandomResizedCropArray` and `RandomHorizontalFlipArray`: torchvision's RandomResizedCrop
@@ -6,7 +6,7 @@ each draws the same random numbers as its PIL counterpart on the `workers` path.
   antialiased uint8 kernel (`interpolate(..., antialias=True)` on channels-last uint8), which
   follows PIL's separable filters to within one level (two for bicubic): 0.19 ms per 224-px
   crop of a 500x375 image against PIL's 0.73 ms, one thread.
-* `ColorJitterFactor8Bit`: datasets/color_jitter.py's ColorJitterFactor with OpenCV, 0.37 ms
+* `ColorJitterFactor8Bit`: datasets/transforms/color_jitter.py's ColorJitterFactor with OpenCV, 0.37 ms
   per 224-px image against 2.1 ms. Brightness equals PIL's (the same float32 product,
   truncated); saturation is within one level of PIL's at about 1% of values at most; hue
   goes through OpenCV's 8-bit HSV (256 hue levels per turn where PIL keeps 255) and lands
@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from datasets.color_jitter import ColorJitterFactor, draw_adjustments
+from datasets.transforms.color_jitter import ColorJitterFactor, draw_adjustments
 
 OPENCV_HUE_LEVELS = 256  # OpenCV's COLOR_RGB2HSV_FULL: one turn is levels 0-255
 TRUNCATION_SHIFT = 0.499  # OpenCV rounds to nearest: shifted by just under half a level, it truncates as PIL does

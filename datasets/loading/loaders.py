@@ -3,10 +3,10 @@ chooses between the loader paths (`data.loader`):
 
 * `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
 * `device`: the whole split held on the training device as uint8, batches shuffled and
-  augmented there (datasets/device_loader.py).
+  augmented there (datasets/loading/device_loader.py).
 * `cached`: per-item workers as above, but taking each image from the decoded cache and
   transforming it as an 8-bit array (crop, flip and colour jitter with their own twins),
-  normalised into the batch (datasets/cached_items.py).
+  normalised into the batch (datasets/loading/cached_items.py).
 * `auto`: `device` when every transform of every split has a batched version, the splits
   together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
   the CPU), and the data is in memory already or the device is a GPU. Image files that do
@@ -23,15 +23,15 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
-from datasets.cached_items import CachedImages, NotCacheable, per_item_plan
-from datasets.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
-from datasets.device_loader import DeviceLoader
-from datasets.item_seeds import EpochItems, SeededItems
+from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_plan
+from datasets.loading.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
+from datasets.loading.device_loader import DeviceLoader
+from datasets.loading.item_seeds import EpochItems, SeededItems
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
-from datasets.splits import holdout_indices, subset
-from datasets.transforms import build_transforms
+from datasets.loading.splits import holdout_indices, subset
+from datasets.transforms.building import build_transforms
 from utils.errors import ConfigError, DataError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device
 
@@ -119,7 +119,7 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, coll
     """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
     global batch and data.num_workers worker processes (at most usable_cpus()); the training
     split is shuffled per epoch, and every item's randomness is fixed by (cfg.seed, epoch,
-    index) (datasets/item_seeds.py), so the worker processes stay alive from epoch to epoch.
+    index) (datasets/loading/item_seeds.py), so the worker processes stay alive from epoch to epoch.
     collate_fn None: torch's default (stacks the items' tensors). drop_single_last: leave out a
     last training batch of one image (see EpochItems)."""
     workers, _ = worker_count(cfg.data.num_workers)

@@ -6,7 +6,7 @@ torchvision.transforms. A `Normalize` without mean/std takes the dataset's stati
 
 from torchvision import transforms as T
 
-from datasets.color_jitter import ColorJitterFactor
+from datasets.transforms.color_jitter import ColorJitterFactor
 from utils.errors import ConfigError, did_you_mean
 
 CUSTOM_TRANSFORMS = {"ColorJitterFactor": ColorJitterFactor}

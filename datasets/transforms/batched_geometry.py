@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import roi_align
 
-from datasets.batch import ImageBatch, to_device, to_unit_float
+from datasets.transforms.batch import ImageBatch, to_device, to_unit_float
 
 
 def _uniform(low, high, shape, generator):

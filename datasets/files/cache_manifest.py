@@ -1,4 +1,4 @@
-"""What a decoded-cache folder must hold to be used (datasets/decoded_cache.py writes it),
+"""What a decoded-cache folder must hold to be used (datasets/files/decoded_cache.py writes it),
 and the fingerprint of the source files it was decoded from.
 
 A folder is used only when all of this holds; otherwise `read` raises Unusable with the

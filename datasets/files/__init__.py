@@ -1,0 +1,1 @@
+"""Downloads, image reading and the decoded-image cache."""

@@ -1,0 +1,1 @@
+"""Splits, per-item seeds, the three loader paths and the choice between them, preview."""

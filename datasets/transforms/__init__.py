@@ -1,0 +1,1 @@
+"""Config to transforms: per-item, batched and 8-bit families."""
