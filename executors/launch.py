@@ -11,13 +11,13 @@ from easydict import EasyDict
 
 from datasets.loading.loaders import build_dataset, build_loaders, dataset_class, make_loader
 from datasets.transforms.building import build_transforms
-from executors.checkpoint import load_checkpoint, load_model_weights
+from executors.checkpoints.checkpoint import load_checkpoint, load_model_weights
+from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits, check_same_task
+from executors.checkpoints.resume import check_resumable, finished_note, finished_summary
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
-from executors.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.preflight import preflight
-from executors.resume import check_resumable, finished_note, finished_summary
-from executors.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
+from executors.runs.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model, has_batch_norm
@@ -65,7 +65,7 @@ def train_experiment(cfg, resume=None):
     config or a missing dataset leaves nothing behind. A resumed run keeps writing into its
     own directory unless that is read-only (e.g. a Kaggle input), then into a new one; a
     config that changes what the run trained is refused before any data is read
-    (executors/resume.py), and a finished run is reported ("already finished") and left as it
+    (executors/checkpoints/resume.py), and a finished run is reported ("already finished") and left as it
     is. The run directory is locked for the run's life: a second process that wants it (e.g.
     --resume auto while the run trains) stops with a UserError. Under torchrun
     every process trains its share and rank 0 alone writes (executors/distributed.py).
@@ -116,7 +116,7 @@ def load_trained(checkpoint, overrides=()):
     """(cfg, model in eval mode on its device, class names) from a checkpoint.
 
     `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine, but not
-    data.name, model_name or model.* (CheckpointError: executors/inference_checks.py). On
+    data.name, model_name or model.* (CheckpointError: executors/checkpoints/inference_checks.py). On
     CUDA a CNN is put in channels_last memory and cuDNN picks its fastest kernels.
     """
     state = load_checkpoint(checkpoint)

@@ -102,7 +102,8 @@ class StepMetrics:
         why = (f"stayed so for {self.nonfinite_streak} steps (train.max_nonfinite_steps={limit})" if stuck
                else "the weights became non-finite too")
         saved = (f"The checkpoints last.pt and best.pt hold the last good epoch ({epochs_completed}), but a "
-                 f"resume keeps the run's settings (executors/resume.py): start a new run with the changed ones"
+                 f"resume keeps the run's settings (executors/checkpoints/resume.py): start a new run with the "
+                 f"changed ones"
                  if epochs_completed
                  else "No epoch was completed, so no checkpoint was written")
         return TrainingError(

@@ -5,7 +5,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.benchmark_report import run_benchmark  # noqa: E402
+from executors.benchmark.runner import run_benchmark  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 Without --report: Markdown tables, one ranking per dataset (best final test accuracy first),
 with lr and batch size columns. With --report DIR: DIR/report.md and PNG figures (curves per
 epoch and per step with seeds as mean and band, final accuracy with its spread, mean +- std
-table over seeds; see executors/report.py). A config trained again with the same seed counts
+table over seeds; see executors/reporting/report.py). A config trained again with the same seed counts
 once in the report, by its run with the most completed epochs (of equal ones, the newest);
 the report names the runs left out, and says so when the runs compared differ in length.
 
@@ -16,8 +16,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.paths import RUNS_DIR  # noqa: E402
-from executors.compare import collect_summaries, comparison, filter_runs, select_dataset  # noqa: E402
-from executors.report import write_report  # noqa: E402
+from executors.reporting.compare import collect_summaries, comparison, filter_runs, select_dataset  # noqa: E402
+from executors.reporting.report import write_report  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from executors.checkpoints.resume import saved_config  # noqa: E402
 from executors.launch import train_experiment  # noqa: E402
-from executors.resume import saved_config  # noqa: E402
-from executors.run_dir import resume_checkpoint  # noqa: E402
+from executors.runs.run_dir import resume_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
@@ -20,7 +20,7 @@ def main():
                         help="continue a run in its own directory: 'auto' for this experiment's newest run "
                              "(<exp_dir>/<exp_name>[_N]/last.pt), or a checkpoint file or run directory; "
                              "without --cfg the config saved in the checkpoint is used; --set train.epochs=N "
-                             "makes it longer (what else may change: executors/resume.py)")
+                             "makes it longer (what else may change: executors/checkpoints/resume.py)")
     parser.add_overrides()
     args = parser.parse_args()
     if args.cfg is None and args.resume in (None, "auto"):

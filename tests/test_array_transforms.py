@@ -9,10 +9,11 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from datasets.transforms import batched_color
-from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray, RandomResizedCropArray,
-                                       brightness_8bit, contiguous_rgb, hue_8bit, saturation_8bit)
 from datasets.loading.cached_items import per_item_plan
+from datasets.transforms import batched_color
+from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
+                                                  RandomResizedCropArray, brightness_8bit, contiguous_rgb, hue_8bit,
+                                                  saturation_8bit)
 from datasets.transforms.color_jitter import ColorJitterFactor, scale_hue
 from tests.synthetic_batches import natural_rgb_images
 

@@ -19,8 +19,8 @@ from datasets.transforms.batch import ImageBatch
 from datasets.transforms.batched_color import (ColorJitterFactor, adjust_brightness, adjust_saturation, scale_hue)
 from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
 from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
-from datasets.transforms.color_jitter import ColorJitterFactor as PILColorJitterFactor
 from datasets.transforms.building import build_transforms
+from datasets.transforms.color_jitter import ColorJitterFactor as PILColorJitterFactor
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
 from tests.synthetic_kmnist import kmnist_arrays
 from utils.config import load_config

@@ -10,8 +10,8 @@ from PIL import Image
 
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
-from executors import benchmark_report
-from executors.benchmark import row
+from executors.benchmark import runner
+from executors.benchmark.workloads import row
 from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
 from utils.errors import ConfigError, Interrupted
 
@@ -25,9 +25,9 @@ def test_row_ratio_and_epoch_times():
 def test_run_writes_json_with_the_machine_and_each_selected_workload(tmp_path, monkeypatch, capsys):
     calls = []
     fake = {name: (lambda workdir, quick, device, name=name: calls.append(name) or row(name, (2.0, 1), (1.0, 1), 10))
-            for name in benchmark_report.CPU_WORKLOADS}
-    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", fake)
-    result = benchmark_report.run_benchmark(True, "cpu", tmp_path / "out" / "bench.json", ["kmnist_mlp"])
+            for name in runner.CPU_WORKLOADS}
+    monkeypatch.setattr(runner, "CPU_WORKLOADS", fake)
+    result = runner.run_benchmark(True, "cpu", tmp_path / "out" / "bench.json", ["kmnist_mlp"])
     assert calls == ["kmnist_mlp"]
     saved = json.loads((tmp_path / "out" / "bench.json").read_text())
     assert saved == result and saved["quick"] is True and saved["gpu"] is None
@@ -41,24 +41,24 @@ def test_an_interrupted_run_keeps_the_rows_measured_before_it(tmp_path, monkeypa
         raise KeyboardInterrupt
     fake = {"kmnist_mlp": lambda workdir, quick, device: row("kmnist_mlp", (3.0, 1), (1.0, 1), 10),
             "pets_input_224": stopped}
-    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", fake)
+    monkeypatch.setattr(runner, "CPU_WORKLOADS", fake)
     out = tmp_path / "bench.json"
     with pytest.raises(Interrupted, match="the 1 rows measured before it are in .*bench.json") as caught:
-        benchmark_report.run_benchmark(True, "cpu", out)
+        runner.run_benchmark(True, "cpu", out)
     assert caught.value.signal_number == signal.SIGINT
     saved = json.loads(out.read_text())
     assert [r["workload"] for r in saved["workloads"]] == ["kmnist_mlp"] and saved["workloads"][0]["ratio"] == 3.0
     assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]  # no temporary file left
 
-    monkeypatch.setattr(benchmark_report, "CPU_WORKLOADS", {"pets_input_224": stopped})
+    monkeypatch.setattr(runner, "CPU_WORKLOADS", {"pets_input_224": stopped})
     with pytest.raises(Interrupted, match="nothing was saved"):  # stopped in its first workload
-        benchmark_report.run_benchmark(True, "cpu", tmp_path / "first.json")
+        runner.run_benchmark(True, "cpu", tmp_path / "first.json")
     assert not (tmp_path / "first.json").exists()
 
 
 def test_unknown_workload_is_a_config_error():
     with pytest.raises(ConfigError, match="choose from"):
-        benchmark_report.run_benchmark(True, "cpu", None, ["kmnist"])
+        runner.run_benchmark(True, "cpu", None, ["kmnist"])
 
 
 def test_synthetic_data_is_in_the_real_formats(tmp_path):

@@ -15,8 +15,8 @@ import datasets.loading.cached_items
 import datasets.loading.loaders
 from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_plan
 from datasets.loading.item_seeds import dataset_of
-from datasets.oxford_pet import OxfordIIITPet
 from datasets.loading.preview import augmentation_preview
+from datasets.oxford_pet import OxfordIIITPet
 from tests.test_device_loader import (PET_TRAIN, assert_resume_is_exact, kmnist_cfg, kmnist_root,  # noqa: F401
                                       loader_notes, one_thread, pets_cfg)
 from utils.errors import ConfigError

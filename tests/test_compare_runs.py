@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from executors.compare import collect_summaries, comparison, select_dataset
+from executors.reporting.compare import collect_summaries, comparison, select_dataset
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,9 +31,9 @@ SLOW_BUILD = """
 import os, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[4])
+import utils.parent_death
 from datasets.files.decoded_cache import load_or_build
 from datasets.oxford_pet import decode_rgb
-import utils.parent_death
 if sys.argv[5] == "polling":  # as where prctl does not exist
     utils.parent_death.arm_death_signal = lambda: False
 pid_dir, cache_dir = Path(sys.argv[1]), Path(sys.argv[2])

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from datasets.kmnist import NPZ_FILES
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.item_seeds import EpochItems
-from datasets.kmnist import NPZ_FILES
 from datasets.loading.loaders import build_loaders, worker_count
 from datasets.oxford_pet import read_split
 from executors.launch import overfit_experiment, train_experiment

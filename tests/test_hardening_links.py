@@ -16,7 +16,7 @@ import pytest
 
 import utils.atomic_files
 from executors.launch import train_experiment
-from executors.run_dir import run_dir_lock
+from executors.runs.run_dir import run_dir_lock
 from tests.synthetic_kmnist import write_kmnist_idx
 from utils.atomic_files import copy_file_atomic, save_figure_atomic, write_text_atomic
 from utils.config import load_config

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from executors.checkpoint import load_checkpoint
-from executors.launch import train_experiment
 from datasets.kmnist import IDX_FILES, idx_bytes
-from executors.resume import MAY_CHANGE_ON_RESUME
+from executors.checkpoints.checkpoint import load_checkpoint
+from executors.checkpoints.resume import MAY_CHANGE_ON_RESUME
+from executors.launch import train_experiment
 from tests.synthetic_kmnist import write_kmnist_idx
 from utils.config import load_config
 from utils.errors import CheckpointError

@@ -10,8 +10,8 @@ import torch
 from torch.utils.data import Dataset
 
 import datasets.loading.loaders
-from datasets.loading.item_seeds import EpochItems, SeededItems, dataset_of, stream_seed
 from datasets.kmnist import KMNIST
+from datasets.loading.item_seeds import EpochItems, SeededItems, dataset_of, stream_seed
 from tests.test_device_loader import kmnist_cfg, kmnist_root  # noqa: F401
 
 

@@ -11,11 +11,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from executors.compare import collect_summaries, filter_runs
-from executors.report import read_columns, write_report
-from executors.report_figures import config_styles, curves_figure, final_accuracy_figure, mean_band, trailing_mean
-from executors.report_stats import (config_name, config_statistics, gap_verdict, mean_std, one_run_per_seed, ranked,
-                                    selection_key)
+from executors.reporting.compare import collect_summaries, filter_runs
+from executors.reporting.report import read_columns, write_report
+from executors.reporting.report_figures import (config_styles, curves_figure, final_accuracy_figure, mean_band,
+                                                trailing_mean)
+from executors.reporting.report_stats import (config_name, config_statistics, gap_verdict, mean_std,
+                                              one_run_per_seed, ranked, selection_key)
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ import pytest
 import torch
 
 import utils.atomic_files
-from executors.checkpoint import save_checkpoint
-from executors.run_dir import new_run_dir
-from utils.atomic_files import write_atomic, write_text_atomic
+from executors.checkpoints.checkpoint import save_checkpoint
+from executors.runs.run_dir import new_run_dir
 from utils import interrupts
+from utils.atomic_files import write_atomic, write_text_atomic
 from utils.errors import Interrupted, StorageError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-from executors.sweep import exit_status, parse_seeds, report, run_state, seeded_config, sweep
+from executors.runs.sweep import exit_status, parse_seeds, report, run_state, seeded_config, sweep
 from tests.synthetic_kmnist import write_kmnist_idx
 from utils.errors import ConfigError, Interrupted
 
@@ -112,7 +112,7 @@ def test_a_diverging_run_is_reported_and_the_sweep_goes_on(root, tmp_path, capsy
 
 def test_a_resume_refused_as_bad_input_makes_exit_status_2(root, tmp_path):
     """A rerun with another lr finds the run interrupted, and resuming it with another lr is
-    refused (executors/resume.py): reported, exit status 2 (bad input only)."""
+    refused (executors/checkpoints/resume.py): reported, exit status 2 (bad input only)."""
     sweep(["mlp"], [0], overrides(root, tmp_path, 1))
     done = sweep(["mlp"], [0], overrides(root, tmp_path, 2) + ["train.lr=0.01"])
     assert [(o.before, o.status, o.bad_input) for o in done] == [("interrupted", "failed", True)]
@@ -128,7 +128,7 @@ def test_ctrl_c_stops_the_whole_sweep(root, tmp_path, monkeypatch):
         started.append(cfg.exp_name)
         if len(started) == 2:
             raise Interrupted(signal.SIGINT, "nothing was saved")
-    monkeypatch.setattr("executors.sweep.train_experiment", train)
+    monkeypatch.setattr("executors.runs.sweep.train_experiment", train)
     with pytest.raises(Interrupted):
         sweep(["mlp", "mlp_gelu", "mlp_deep"], [0], overrides(root, tmp_path, 1))
     assert started == ["mlp_base_seed0", "mlp_gelu_seed0"]

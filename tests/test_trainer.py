@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from executors.checkpoint import load_checkpoint
+from executors.checkpoints.checkpoint import load_checkpoint
 from executors.evaluation import to_device
-from executors.run_files import metrics_csv
+from executors.runs.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config
@@ -385,12 +385,12 @@ def test_secrets_never_reach_config_json_or_the_checkpoints(tmp_path, monkeypatc
 
 
 def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path, capsys, monkeypatch):
-    import executors.progress
-    from executors.progress import EpochProgress
+    import executors.runs.progress
+    from executors.runs.progress import EpochProgress
     batches = list(range(13))
     progress = EpochProgress(batches, 0, 2, interactive=False)
     assert list(progress) == batches and capsys.readouterr().out == ""  # a quick epoch prints nothing
-    monkeypatch.setattr(executors.progress, "PLAIN_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(executors.runs.progress, "PLAIN_AFTER_SECONDS", 0.0)
     progress = EpochProgress(batches, 1, 2, interactive=False)
     for step, _ in enumerate(progress):
         progress.show(loss=f"{1 / (step + 1):.4f}")
@@ -401,7 +401,7 @@ def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path
 
 
 def test_resume_refuses_another_recipe_and_keeps_this_devices_optimizer_settings(tmp_path):
-    """load_model refuses a changed optimisation recipe (executors/resume.py); a checkpoint
+    """load_model refuses a changed optimisation recipe (executors/checkpoints/resume.py); a checkpoint
     written on CUDA (fused optimizer kernels) still resumes, and steps, on the CPU."""
     trainer = make_trainer(mlp_cfg(tmp_path))
     trainer.make_step(next(iter(trainer.train_loader)))

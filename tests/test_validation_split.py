@@ -9,7 +9,7 @@ import torch
 import datasets.loading.loaders
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.splits import holdout_indices
-from executors.checkpoint import load_checkpoint
+from executors.checkpoints.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from tests.synthetic_kmnist import write_kmnist_idx

@@ -22,7 +22,7 @@ try:  # OpenCV: only this path needs it, and per_item_plan says so when it is mi
     import cv2
 
     from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
-                                           RandomResizedCropArray)
+                                                      RandomResizedCropArray)
     ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
                    "ColorJitterFactor": ColorJitterFactor8Bit}
 except ModuleNotFoundError as missing:

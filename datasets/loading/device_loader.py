@@ -15,8 +15,8 @@ import math
 import numpy as np
 import torch
 
-from datasets.transforms.batch import ImageBatch, to_device
 from datasets.loading.item_seeds import stream_seed
+from datasets.transforms.batch import ImageBatch, to_device
 
 
 class DeviceLoader:

@@ -23,14 +23,14 @@ import os
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.kmnist import KMNIST
 from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_plan
 from datasets.loading.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.item_seeds import EpochItems, SeededItems
-from datasets.kmnist import KMNIST
-from datasets.oxford_pet import OxfordIIITPet
 from datasets.loading.splits import holdout_indices, subset
+from datasets.oxford_pet import OxfordIIITPet
+from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
 from datasets.transforms.building import build_transforms
 from utils.errors import ConfigError, DataError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device

@@ -12,7 +12,7 @@ import json
 
 from easydict import EasyDict
 
-from executors.checkpoint import load_checkpoint
+from executors.checkpoints.checkpoint import load_checkpoint
 from logs.Logger import public_config
 from utils.config import apply_overrides, make_paths_absolute
 from utils.errors import CheckpointError

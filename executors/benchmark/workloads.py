@@ -1,5 +1,5 @@
 """What scripts/benchmark.py measures: this library's path against a course template's
-per-item PIL DataLoader baseline (executors/baseline.py), in the same process and run, on
+per-item PIL DataLoader baseline (executors/benchmark/baseline.py), in the same process and run, on
 synthetic data in the real formats (executors/benchmark_data.py).
 
 Each workload returns a row: images/s of ours and of the baseline (each at its fastest
@@ -15,11 +15,11 @@ import torch
 import torchvision
 from torchvision import transforms as T
 
-from datasets.transforms.color_jitter import ColorJitterFactor
-from datasets.loading.item_seeds import dataset_of
 from datasets.kmnist import KMNIST
+from datasets.loading.item_seeds import dataset_of
 from datasets.loading.loaders import build_loaders
-from executors.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
+from datasets.transforms.color_jitter import ColorJitterFactor
+from executors.benchmark.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
 from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
 from executors.trainer import Trainer
 from models.registry import build_model

@@ -1,4 +1,4 @@
-"""Run the benchmark's workloads (executors/benchmark.py), print a table, write the JSON."""
+"""Run the benchmark's workloads (executors/benchmark/workloads.py), print a table, write the JSON."""
 import datetime
 import json
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from executors.benchmark import gpu_rows, kmnist_mlp, pets_input, pets_train
+from executors.benchmark.workloads import gpu_rows, kmnist_mlp, pets_input, pets_train
 from utils.atomic_files import write_text_atomic
 from utils.errors import ConfigError, Interrupted
 from utils.runtime import resolve_device

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
-from executors.run_dir import abandoned, runs_of
+from executors.runs.run_dir import abandoned, runs_of
 from utils.cli import original_message, os_error_message
 from utils.config import load_config
 from utils.errors import ConfigError, TrainingError, UserError

@@ -4,7 +4,7 @@ For each dataset: test accuracy and test loss per epoch (and validation accuracy
 run has a validation split), training loss per step (trailing mean over 2% of the steps),
 lr per step, and final test accuracy per config as bars with their spread; a table of mean
 +- std over seeds; and each config's gap to the top one, told apart from noise only when it
-is larger than the spread (executors/report_stats.py). Configs are ranked on validation
+is larger than the spread (executors/reporting/report_stats.py). Configs are ranked on validation
 accuracy when every run has one (the choice is made there), else on test accuracy; the gaps
 are taken to the top config, or to a named baseline config (an ablation: each change
 against the base).
@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from executors.compare import markdown_table
-from executors.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
-from executors.report_stats import config_statistics, gap_verdict, one_run_per_seed, ranked, selection_key, spread
+from executors.reporting.compare import markdown_table
+from executors.reporting.report_figures import curves_figure, final_accuracy_figure, save, trailing_mean
+from executors.reporting.report_stats import (config_statistics, gap_verdict, one_run_per_seed, ranked, selection_key,
+                                              spread)
 from utils.atomic_files import write_text_atomic
 from utils.errors import UserError, did_you_mean
 

@@ -1,0 +1,1 @@
+"""Checkpoints: saving and loading them, what a resume may change, the checks before inference."""

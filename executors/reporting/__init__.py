@@ -1,0 +1,1 @@
+"""Reports over finished runs: comparison tables, statistics across seeds, figures."""

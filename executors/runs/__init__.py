@@ -1,0 +1,1 @@
+"""Run folders and what a run writes there: metrics files, figures, console progress, sweeps."""
