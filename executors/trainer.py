@@ -266,7 +266,7 @@ class Trainer:
     def load_model(self, path, state=None) -> None:
         """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint
         (`state`: its contents when already read). Raises CheckpointError when the config
-        changes what the run trained (executors/resume.check_resumable)."""
+        changes what the run trained (executors/checkpoints/resume.check_resumable)."""
         state = state if state is not None else load_checkpoint(path, self.cfg.model_name)
         check_resumable(state, self.cfg, path, self.class_names)
         load_model_weights(self.model, state, path)

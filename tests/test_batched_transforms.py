@@ -15,6 +15,7 @@ from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from datasets.synthetic import kmnist_arrays
 from datasets.transforms.batch import ImageBatch
 from datasets.transforms.batched_color import (ColorJitterFactor, adjust_brightness, adjust_saturation, scale_hue)
 from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
@@ -22,7 +23,6 @@ from datasets.transforms.batched_transforms import NotBatchable, build_batched_t
 from datasets.transforms.building import build_transforms
 from datasets.transforms.color_jitter import ColorJitterFactor as PILColorJitterFactor
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
-from tests.synthetic_kmnist import kmnist_arrays
 from utils.config import load_config
 from utils.errors import ConfigError
 

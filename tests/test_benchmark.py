@@ -10,9 +10,9 @@ from PIL import Image
 
 from datasets.kmnist import KMNIST
 from datasets.oxford_pet import OxfordIIITPet
+from datasets.synthetic import pet_training_files, write_kmnist_idx, write_pets
 from executors.benchmark import runner
 from executors.benchmark.workloads import row
-from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
 from utils.errors import ConfigError, Interrupted
 
 
@@ -62,12 +62,12 @@ def test_unknown_workload_is_a_config_error():
 
 
 def test_synthetic_data_is_in_the_real_formats(tmp_path):
-    write_kmnist(tmp_path / "k", 30, 20)
+    write_kmnist_idx(tmp_path / "k", 3, 2)
     train = KMNIST(EasyDict(root=str(tmp_path / "k"), md5=None, mirrors=[], download=False), "train")
     assert len(train) == 30 and train.images.dtype == torch.uint8 and train.class_counts() == [3] * 10
-    write_pets(tmp_path / "p", 40, 5)
+    write_pets(tmp_path / "p", 1, 1, size=None)  # photo-like, every breed
     paths, labels = pet_training_files(tmp_path / "p")
-    assert len(paths) == 40 and labels[:3] == [0, 1, 2] and max(labels) == 36
+    assert len(paths) == 37 and labels[:3] == [0, 1, 2] and max(labels) == 36
     assert OxfordIIITPet(EasyDict(root=str(tmp_path / "p"), md5=None, mirrors=[], download=False), "train").labels.tolist() == labels
     sizes = [Image.open(p).size for p in paths]
     assert all(max(size) in (500, 1024) for size in sizes)  # as in the release: most 500 px on the longer side

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.synthetic_kmnist import write_kmnist_idx
+from datasets.synthetic import write_kmnist_idx
 from utils.cli import run
 from utils.errors import DataError, TrainingError
 

@@ -14,13 +14,13 @@ import datasets.loading.loaders
 import datasets.oxford_pet
 from datasets.loading.device_loader import DeviceLoader
 from datasets.oxford_pet import OxfordIIITPet
+from datasets.synthetic import write_kmnist_idx
+from datasets.synthetic import write_pets
 from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms
 from datasets.transforms.building import build_transforms
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
-from tests.synthetic_kmnist import write_kmnist_idx
-from tests.synthetic_pets import write_pets
 from utils.config import load_config
 from utils.errors import ConfigError
 

@@ -13,10 +13,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from datasets.loading.device_loader import DeviceLoader
+from datasets.synthetic import write_kmnist_idx
 from datasets.transforms.batched_transforms import build_batched_transforms
 from executors.distributed import all_reduce_sum
 from executors.evaluation import evaluate_model
-from tests.synthetic_kmnist import write_kmnist_idx
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,7 +9,8 @@ import http.server
 import pytest
 
 from datasets.files.download import ensure_files, extract_archive_safely, md5sum
-from tests.synthetic_kmnist import http_server, write_kmnist_idx
+from datasets.synthetic import write_kmnist_idx
+from tests.http_server import http_server
 from utils.errors import DataError
 
 NAMES = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]

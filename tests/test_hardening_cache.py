@@ -21,7 +21,7 @@ from PIL import Image
 
 from datasets.files.decoded_cache import load_or_build
 from datasets.oxford_pet import decode_rgb
-from tests.synthetic_pets import write_pets
+from datasets.synthetic import write_pets
 from tests.test_decoded_cache import CountingDecode, cache_entries, only_cache, write_images
 from utils.file_lock import exclusive_lock
 

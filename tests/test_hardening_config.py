@@ -15,11 +15,11 @@ from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.item_seeds import EpochItems
 from datasets.loading.loaders import build_loaders, worker_count
 from datasets.oxford_pet import read_split
+from datasets.synthetic import kmnist_arrays, write_kmnist_npz
+from datasets.synthetic import write_pets
 from executors.launch import overfit_experiment, train_experiment
 from executors.preflight import preflight
 from models.registry import has_batch_norm
-from tests.synthetic_kmnist import kmnist_arrays, write_kmnist_npz
-from tests.synthetic_pets import write_pets
 from utils.cli import run
 from utils.config import available_configs, load_config
 from utils.errors import ConfigError

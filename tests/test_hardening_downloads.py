@@ -26,8 +26,8 @@ from datasets.files import fetch, image_files
 from datasets.files.download import ensure_files
 from datasets.kmnist import KMNIST, check_idx
 from datasets.oxford_pet import check_archive
+from datasets.synthetic import write_kmnist_idx
 from executors.benchmark.baseline import ImageFiles
-from tests.synthetic_kmnist import write_kmnist_idx
 from utils.cli import run
 from utils.config import load_config
 from utils.errors import DataError

@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from datasets.kmnist import IDX_FILES, idx_bytes
+from datasets.synthetic import write_kmnist_idx
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.checkpoints.resume import MAY_CHANGE_ON_RESUME
 from executors.launch import train_experiment
-from tests.synthetic_kmnist import write_kmnist_idx
 from utils.config import load_config
 from utils.errors import CheckpointError
 

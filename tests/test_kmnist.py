@@ -7,8 +7,9 @@ import torch
 from easydict import EasyDict
 
 from datasets.kmnist import KMNIST
+from datasets.synthetic import kmnist_arrays, write_kmnist_idx, write_kmnist_npz
 from datasets.transforms.building import build_transforms
-from tests.synthetic_kmnist import http_server, kmnist_arrays, write_kmnist_idx, write_kmnist_npz
+from tests.http_server import http_server
 from utils.errors import ConfigError, DataError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from datasets.synthetic import write_kmnist_idx
 from executors.runs.run_dir import run_dir_lock
-from tests.synthetic_kmnist import write_kmnist_idx
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,8 +9,8 @@ import torch
 from easydict import EasyDict
 
 from datasets.oxford_pet import OxfordIIITPet, find_layout
-from tests.synthetic_kmnist import http_server
-from tests.synthetic_pets import add_quirky_images, pack_archives, pack_evil_images_archive, write_pets
+from datasets.synthetic import add_quirky_images, pack_archives, pack_evil_images_archive, write_pets
+from tests.http_server import http_server
 from utils.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ from datasets.files import image_files
 from datasets.kmnist import KMNIST
 from datasets.loading.loaders import build_loaders
 from datasets.oxford_pet import OxfordIIITPet
+from datasets.synthetic import write_kmnist_idx
 from executors.launch import evaluate_checkpoint, predict_files
 from executors.trainer import Trainer
-from tests.synthetic_kmnist import write_kmnist_idx
 from utils.config import load_config
 from utils.errors import CheckpointError, DataError
 

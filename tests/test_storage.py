@@ -142,7 +142,7 @@ def run_train(*overrides, cwd=None):
 
 
 def test_unusable_paths_exit_2_with_one_message(tmp_path):
-    from tests.synthetic_kmnist import write_kmnist_idx
+    from datasets.synthetic import write_kmnist_idx
     root = tmp_path / "kmnist"
     write_kmnist_idx(root, train_per_class=5, test_per_class=2)
     data = [f"data.root='{root}'", "data.md5=None", "data.download=False"]

@@ -7,8 +7,8 @@ import signal
 import pytest
 import torch
 
+from datasets.synthetic import write_kmnist_idx
 from executors.runs.sweep import exit_status, parse_seeds, report, run_state, seeded_config, sweep
-from tests.synthetic_kmnist import write_kmnist_idx
 from utils.errors import ConfigError, Interrupted
 
 

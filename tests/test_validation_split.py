@@ -9,11 +9,11 @@ import torch
 import datasets.loading.loaders
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.splits import holdout_indices
+from datasets.synthetic import write_kmnist_idx
+from datasets.synthetic import write_pets
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
-from tests.synthetic_kmnist import write_kmnist_idx
-from tests.synthetic_pets import write_pets
 from tests.test_trainer import mlp_cfg
 from utils.config import load_config
 from utils.errors import CheckpointError

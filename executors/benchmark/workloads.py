@@ -1,6 +1,6 @@
 """What scripts/benchmark.py measures: this library's path against a course template's
 per-item PIL DataLoader baseline (executors/benchmark/baseline.py), in the same process and run, on
-synthetic data in the real formats (executors/benchmark_data.py).
+synthetic data in the real formats (datasets/synthetic.py).
 
 Each workload returns a row: images/s of ours and of the baseline (each at its fastest
 intra-op thread count among 1, 2, 4, ... cores on the CPU), their ratio and seconds per
@@ -18,9 +18,10 @@ from torchvision import transforms as T
 from datasets.kmnist import KMNIST
 from datasets.loading.item_seeds import dataset_of
 from datasets.loading.loaders import build_loaders
+from datasets.oxford_pet import CLASSES
+from datasets.synthetic import pet_training_files, write_kmnist_idx, write_pets
 from datasets.transforms.color_jitter import ColorJitterFactor
 from executors.benchmark.baseline import ArrayImages, ImageFiles, template_input, template_loader, template_train
-from executors.benchmark_data import pet_training_files, write_kmnist, write_pets
 from executors.trainer import Trainer
 from models.registry import build_model
 from utils.config import load_config
@@ -92,7 +93,8 @@ def base_overrides(root, device, cache_dir=None):
 def kmnist_mlp(workdir, quick, device):
     """mlp_augment (Pad 2 + RandomCrop 28) for one epoch of synthetic KMNIST-format data."""
     count = 20_000 if quick else 60_000
-    root = write_kmnist(workdir / "kmnist", count, 2_000)
+    root = workdir / "kmnist"
+    write_kmnist_idx(root, count // 10, 200)
     cfg = load_config("mlp_augment", base_overrides(root, device.type))
     ours = fastest(lambda: timed_epoch(quiet(lambda: Trainer(cfg, *build_loaders(cfg)))), device)
     train = KMNIST(cfg.data, "train")
@@ -128,10 +130,11 @@ def template_pets_files(cfg, size):
 def pets_input(workdir, quick, device, size=224, loader="auto"):
     """The training input pipeline alone: decode/cache, crop, flip, jitter, normalise, onto the
     device, on the path data.loader=`loader` takes."""
-    count = 256 if quick else 1_000
+    per_class = 7 if quick else 27  # 259 or 999 images
+    count = per_class * len(CLASSES)
     root = workdir / "pets_input"
     if not root.exists():
-        write_pets(root, count, 64)
+        write_pets(root, per_class, 2, size=None)
     cfg = pets_cfg("resnet50_tricks", root, device, workdir / "cache", size)
     cfg.data.loader = loader
     start = time.perf_counter()
@@ -161,11 +164,13 @@ def pets_input(workdir, quick, device, size=224, loader="auto"):
 def pets_train(workdir, quick, device, model_name, size, compile_model=False, baseline=None):
     """Training steps of VGG-16 or ResNet-50 (resnet50_tricks recipe) at `size` px on synthetic pets,
     against the baseline's (images/s, threads), measured here unless given."""
-    count = (128 if quick else 512) if device.type == "cpu" else (1_024 if quick else 3_680)
+    # images per breed: 111, 518, 1,036 or 3,663 training images
+    per_class = (3 if quick else 14) if device.type == "cpu" else (28 if quick else 99)
+    count = per_class * len(CLASSES)
     config = {"VGG16": "vgg16", "ResNet50": "resnet50_tricks"}[model_name]
     root = workdir / f"pets_{size}"
     if not root.exists():
-        write_pets(root, count, 64 if device.type == "cpu" else 512)
+        write_pets(root, per_class, 2 if device.type == "cpu" else 14, size=None)
     cfg = pets_cfg(config, root, device, workdir / "cache", size)
     if compile_model:
         cfg.train.compile = True

@@ -102,7 +102,7 @@ def load_model_weights(model: torch.nn.Module, state: dict, path) -> None:
 def restore_training_state(optimizer, scheduler, scaler, state: dict, path) -> None:
     """Load the optimizer, schedule and GradScaler states of a checkpoint. The optimizer's
     settings other than the lr stay those this process built: the recipe's equal the saved ones
-    (executors/resume.check_resumable), and the device-dependent ones (`fused`, on CUDA only)
+    (executors/checkpoints/resume.check_resumable), and the device-dependent ones (`fused`, on CUDA only)
     must fit this device (torch's load_state_dict would restore the saved ones); the lr follows
     the schedule (optim.sync_lr_to_schedule)."""
     configured = [{key: value for key, value in group.items() if key not in ("params", "lr", "initial_lr")}
