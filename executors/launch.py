@@ -17,7 +17,7 @@ from executors.checkpoints.resume import check_resumable, finished_note, finishe
 from executors.distributed import Processes, follow, main_process_first, parallelize, session
 from executors.evaluation import evaluate_model
 from executors.preflight import preflight
-from executors.runs.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
+from executors.run_folders.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import build_model, has_batch_norm

@@ -25,10 +25,10 @@ from executors.checkpoints.resume import check_resumable
 from executors.compiled import TrainingForward
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
-from executors.runs.progress import EpochProgress, describe_device, epoch_line, eta_seconds
-from executors.runs.run_dir import BEST, LAST
-from executors.runs.run_figures import save_augmentation_preview, save_confusion
-from executors.runs.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
+from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
+from executors.run_folders.run_dir import BEST, LAST
+from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
+from executors.run_folders.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
 from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
@@ -183,7 +183,7 @@ class Trainer:
     def fit(self, run_dir) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
 
-        `run_dir` (made by executors.runs.run_dir) receives config.json, metrics.csv, steps.csv,
+        `run_dir` (made by executors.run_folders.run_dir) receives config.json, metrics.csv, steps.csv,
         summary.json, best.pt, last.pt and the confusion-matrix images.
         """
         cfg, self.run_dir = self.cfg, Path(run_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.runs.sweep import exit_status, parse_seeds, report, sweep  # noqa: E402
+from executors.run_folders.sweep import exit_status, parse_seeds, report, sweep  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 
 

@@ -8,7 +8,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from executors.checkpoints.resume import saved_config  # noqa: E402
 from executors.launch import train_experiment  # noqa: E402
-from executors.runs.run_dir import resume_checkpoint  # noqa: E402
+from executors.run_folders.run_dir import resume_checkpoint  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 

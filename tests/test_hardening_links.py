@@ -17,7 +17,7 @@ import pytest
 import utils.atomic_files
 from datasets.synthetic import write_kmnist_idx
 from executors.launch import train_experiment
-from executors.runs.run_dir import run_dir_lock
+from executors.run_folders.run_dir import run_dir_lock
 from utils.atomic_files import copy_file_atomic, save_figure_atomic, write_text_atomic
 from utils.config import load_config
 from utils.errors import ConfigError, StorageError

@@ -291,7 +291,7 @@ def test_a_copied_run_folder_gets_its_own_tracker_run_and_a_moved_one_keeps_it(e
 
 
 def test_a_run_killed_before_its_first_checkpoint_is_closed_and_its_folder_reused(exp_dir, monkeypatch):
-    from executors.runs.run_dir import claim_run_dir
+    from executors.run_folders.run_dir import claim_run_dir
     monkeypatch.setattr(Logger, "__exit__", lambda *args: False)  # kill -9: the run is never ended
     stop_at_step(monkeypatch, 3)
     killed = mlflow_trainer(exp_dir, 1, "exp_name='abandoned'")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from datasets.synthetic import write_kmnist_idx
-from executors.runs.run_dir import run_dir_lock
+from executors.run_folders.run_dir import run_dir_lock
 from utils.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def test_processes_opening_a_new_mlflow_store_at_once_all_succeed(tmp_path):
 HOLD_LOCK = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, sys.argv[2])
-    from executors.runs.run_dir import run_dir_lock
+    from executors.run_folders.run_dir import run_dir_lock
     with run_dir_lock(sys.argv[1]):
         print("locked", flush=True)
         time.sleep(600)

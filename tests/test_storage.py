@@ -15,7 +15,7 @@ import torch
 
 import utils.atomic_files
 from executors.checkpoints.checkpoint import save_checkpoint
-from executors.runs.run_dir import new_run_dir
+from executors.run_folders.run_dir import new_run_dir
 from utils import interrupts
 from utils.atomic_files import write_atomic, write_text_atomic
 from utils.errors import Interrupted, StorageError

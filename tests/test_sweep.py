@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datasets.synthetic import write_kmnist_idx
-from executors.runs.sweep import exit_status, parse_seeds, report, run_state, seeded_config, sweep
+from executors.run_folders.sweep import exit_status, parse_seeds, report, run_state, seeded_config, sweep
 from utils.errors import ConfigError, Interrupted
 
 
@@ -128,7 +128,7 @@ def test_ctrl_c_stops_the_whole_sweep(root, tmp_path, monkeypatch):
         started.append(cfg.exp_name)
         if len(started) == 2:
             raise Interrupted(signal.SIGINT, "nothing was saved")
-    monkeypatch.setattr("executors.runs.sweep.train_experiment", train)
+    monkeypatch.setattr("executors.run_folders.sweep.train_experiment", train)
     with pytest.raises(Interrupted):
         sweep(["mlp", "mlp_gelu", "mlp_deep"], [0], overrides(root, tmp_path, 1))
     assert started == ["mlp_base_seed0", "mlp_gelu_seed0"]

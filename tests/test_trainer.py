@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.evaluation import to_device
-from executors.runs.run_files import metrics_csv
+from executors.run_folders.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config
@@ -385,12 +385,12 @@ def test_secrets_never_reach_config_json_or_the_checkpoints(tmp_path, monkeypatc
 
 
 def test_progress_off_a_terminal_is_at_most_three_plain_lines_per_epoch(tmp_path, capsys, monkeypatch):
-    import executors.runs.progress
-    from executors.runs.progress import EpochProgress
+    import executors.run_folders.progress
+    from executors.run_folders.progress import EpochProgress
     batches = list(range(13))
     progress = EpochProgress(batches, 0, 2, interactive=False)
     assert list(progress) == batches and capsys.readouterr().out == ""  # a quick epoch prints nothing
-    monkeypatch.setattr(executors.runs.progress, "PLAIN_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(executors.run_folders.progress, "PLAIN_AFTER_SECONDS", 0.0)
     progress = EpochProgress(batches, 1, 2, interactive=False)
     for step, _ in enumerate(progress):
         progress.show(loss=f"{1 / (step + 1):.4f}")

@@ -5,7 +5,7 @@ A run is named `<exp_name>_seed<k>` and trains with seed k. Before each run the 
 at that name's folders: the newest with a last.pt whose summary.json covers the planned
 epochs is finished (skipped); a last.pt without such a summary is interrupted (resumed with
 `--resume auto` semantics); a folder left before its first checkpoint (killed, or failed in
-its first epoch) is restarted in that same folder (executors/runs/run_dir.claim_run_dir); no
+its first epoch) is restarted in that same folder (executors/run_folders/run_dir.claim_run_dir); no
 folder means new. So a sweep stopped by a session limit is started again with the same
 command and continues where it stopped, and a failed run is tried again in its own folder,
 never in a new one.
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
-from executors.runs.run_dir import abandoned, runs_of
+from executors.run_folders.run_dir import abandoned, runs_of
 from utils.cli import original_message, os_error_message
 from utils.config import load_config
 from utils.errors import ConfigError, TrainingError, UserError

@@ -43,7 +43,7 @@ def eta_seconds(epoch_seconds: list, remaining_epochs: int) -> float:
 
 
 def epoch_line(row: dict, epochs: int, eta: float) -> str:
-    """One line for a finished epoch: `row` as executors.runs.run_files.epoch_row makes it."""
+    """One line for a finished epoch: `row` as executors.run_folders.run_files.epoch_row makes it."""
     val = (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.4f}"
            if row.get("val_loss") is not None else "")
     return (f"epoch {row['epoch']}/{epochs}: train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}"
