@@ -58,7 +58,7 @@ def write_kmnist_npz(root, train_per_class=20, test_per_class=5):
             np.savez_compressed(root / name, array)
 
 
-def photo_size(rng):
+def pet_size(rng):
     """(width, height) of one photo, drawn to match the release's size distribution."""
     if rng.random() < LARGE_SHARE:
         return 1024, 768
@@ -72,7 +72,7 @@ def _picture(rng, class_id, size):
     if size is not None:
         pixels = np.clip(np.array(SWATCH_COLOURS[class_id]) + rng.normal(0, 25, (size[1], size[0], 3)), 0, 255)
         return Image.fromarray(pixels.astype(np.uint8), "RGB")
-    width, height = photo_size(rng)
+    width, height = pet_size(rng)
     field = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize((width, height), Image.BICUBIC)
     pixels = np.asarray(field, dtype=np.float32) + rng.normal(0, 12, (height, width, 3))
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
