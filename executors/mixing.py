@@ -26,21 +26,30 @@ Loss: `soft_cross_entropy(logits, targets, eps)` smooths the mixed target, (1 - 
 equals nn.CrossEntropyLoss(label_smoothing=eps). Train accuracy under mixing is measured
 against `MixedBatch.dominant`, the label with the larger weight per sample (own label on a tie).
 
-Integration into the Trainer (after the batch is on the device, before the forward pass):
+Integration into the Trainer (mixing after the batch is on the device, before the forward):
 
-    self.mix_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + rank)
-    self.mixer = make_mixer(cfg.train, num_classes, self.mix_generator)  # None when both alphas are 0
-    ...
+    # __init__
+    self.mix_generator = mix_generator(cfg.seed, self.device, rank)
+    self.mixer = make_mixer(cfg.train, len(self.class_names), self.mix_generator)  # None: off
+    if self.mixer is not None:
+        self.criterion = functools.partial(soft_cross_entropy, label_smoothing=cfg.train.label_smoothing)
+    # _train_step
+    images, labels = to_device(batch, self.device, self.channels_last)
+    targets = accuracy_labels = labels
     if self.mixer is not None:
         images, targets, accuracy_labels = self.mixer(images, labels)
-        loss = soft_cross_entropy(logits.float(), targets, cfg.train.label_smoothing)
-    step_metrics.add(..., logits.argmax(dim=1), accuracy_labels, ...)
-    checkpoint["mix_generator"] = self.mix_generator.get_state()
+    ... run_step(self._forward_backward, images, targets)  # criterion(logits.float(), targets)
+    self.step_metrics.add(step, lr, loss, logits.argmax(dim=1), accuracy_labels, skipped)
+    # save_model / load_model
+    state["mix_generator"] = self.mix_generator.get_state()
+    self.mix_generator.set_state(state["mix_generator"])  # when present and saved on this device type
 """
 from typing import NamedTuple
 
 import torch
 from torch.nn import functional as F
+
+from datasets.loading.item_seeds import SEED_STRIDE
 
 
 class MixParams(NamedTuple):
@@ -135,8 +144,17 @@ def make_mixer(train_cfg, num_classes: int, generator: torch.Generator):
     return BatchMixer(train_cfg, num_classes, generator)
 
 
+def mix_generator(seed: int, device, rank: int = 0) -> torch.Generator:
+    """A generator on `device` for process `rank`'s mixing draws, seeded from the run's `seed`
+    but not with it: its stream is not the one of torch.manual_seed(seed)."""
+    return torch.Generator(device=device).manual_seed((seed * SEED_STRIDE + 1 + rank) % 2 ** 63)
+
+
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
     """Mean cross-entropy (0-d, nats) of `logits` [B, K] against probability `targets` [B, K]
-    smoothed as (1 - label_smoothing) * targets + label_smoothing / K."""
+    (or int64 labels [B], taken as one-hot) smoothed as (1 - label_smoothing) * targets +
+    label_smoothing / K."""
+    if targets.dim() == 1:
+        targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
     smoothed = targets * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
     return -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

@@ -1,6 +1,7 @@
 """Mixup and CutMix per sample (executors/mixing.py) against torchvision's v2 transforms, the
 soft-target loss with label smoothing, the dominant-label accuracy, the generator's determinism
 and the config checks."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from executors.checkpoints.resume import config_changes
-from executors.mixing import MixParams, apply_mix, draw_params, make_mixer, soft_cross_entropy
+from executors.mixing import MixParams, apply_mix, draw_params, make_mixer, mix_generator, soft_cross_entropy
 from utils.config import load_config, to_plain
 from utils.errors import ConfigError
 
@@ -103,6 +104,7 @@ def test_soft_cross_entropy_equals_pytorchs_with_label_smoothing_on_one_hot_targ
     for eps in (0.0, 0.1, 0.3):
         expected = nn.CrossEntropyLoss(label_smoothing=eps)(logits, labels)
         torch.testing.assert_close(soft_cross_entropy(logits, F.one_hot(labels, CLASSES).float(), eps), expected)
+        torch.testing.assert_close(soft_cross_entropy(logits, labels, eps), expected)  # labels taken as one-hot
 
 
 def test_smoothing_a_mixed_target_is_the_mixture_of_the_smoothed_losses():
@@ -135,7 +137,7 @@ def test_the_dominant_label_is_the_one_of_larger_weight_after_the_box_is_clipped
 def test_the_same_generator_state_gives_the_same_batches_and_resume_continues_them():
     images, labels = batch()
     cfg = load_config("resnet50", ["train.mixup_alpha=0.2", "train.cutmix_alpha=1.0"]).train
-    mixer = make_mixer(cfg, CLASSES, torch.Generator().manual_seed(7))
+    mixer = make_mixer(cfg, CLASSES, mix_generator(7, "cpu"))
     global_state = torch.get_rng_state()
     first = mixer(images, labels)
     saved = mixer.generator.get_state()
@@ -143,10 +145,18 @@ def test_the_same_generator_state_gives_the_same_batches_and_resume_continues_th
     assert torch.equal(torch.get_rng_state(), global_state)  # the run's global stream is untouched
     resumed = make_mixer(cfg, CLASSES, torch.Generator())
     resumed.generator.set_state(saved)
-    again = make_mixer(cfg, CLASSES, torch.Generator().manual_seed(7))(images, labels)
+    again = make_mixer(cfg, CLASSES, mix_generator(7, "cpu"))(images, labels)
     for a, b in zip([first, *rest], [again, *(resumed(images, labels) for _ in range(3))]):
         assert all(torch.equal(x, y) for x, y in zip(a, b))
     assert not torch.equal(rest[0].images, rest[1].images)
+
+
+def test_the_mixing_generator_is_seeded_from_the_run_seed_apart_from_the_global_stream():
+    draws = [torch.rand(4, generator=mix_generator(seed, "cpu", rank)) for seed, rank in [(0, 0), (0, 1), (1, 0)]]
+    assert torch.equal(draws[0], torch.rand(4, generator=mix_generator(0, "cpu")))
+    assert not torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    torch.manual_seed(0)
+    assert not torch.equal(draws[0], torch.rand(4))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
@@ -180,7 +190,7 @@ def test_mixing_is_off_by_default_and_for_configs_saved_before_it_existed():
     ("train.mix_switch_prob=-0.1", "train.mix_switch_prob=-0.1 must be a finite number in [0, 1], or None"),
 ])
 def test_a_negative_alpha_or_a_probability_out_of_range_is_a_config_error(setting, named):
-    with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(named)):
         load_config("mlp", [setting])
 
 
