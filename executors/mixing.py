@@ -114,10 +114,16 @@ def apply_mix(images: torch.Tensor, labels: torch.Tensor, num_classes: int, para
     out = torch.where(params.cutmix[:, None, None, None], cut, mixed_up)
     if images.is_contiguous(memory_format=torch.channels_last):
         out = out.contiguous(memory_format=torch.channels_last)
-    one_hot = F.one_hot(labels, num_classes).to(torch.float32)
+    one_hot = _one_hot(labels, num_classes)
     targets = one_hot * share[:, None] + one_hot[params.partner] * (1 - share[:, None])
     dominant = torch.where(share >= 0.5, labels, labels[params.partner])
     return MixedBatch(out, targets, dominant)
+
+
+def _one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """float32 [B, num_classes] of int64 `labels` [B], without F.one_hot's range checks (which
+    read the labels back to the host on some devices)."""
+    return (labels[:, None] == torch.arange(num_classes, device=labels.device)).to(torch.float32)
 
 
 class BatchMixer:
@@ -155,6 +161,6 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smooth
     (or int64 labels [B], taken as one-hot) smoothed as (1 - label_smoothing) * targets +
     label_smoothing / K."""
     if targets.dim() == 1:
-        targets = F.one_hot(targets, logits.shape[1]).to(logits.dtype)
+        targets = _one_hot(targets, logits.shape[1])
     smoothed = targets * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
     return -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()

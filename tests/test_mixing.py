@@ -199,3 +199,18 @@ def test_the_cli_exits_2_on_a_negative_alpha():
                              "train.cutmix_alpha=-1"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "train.cutmix_alpha=-1.0 must be a finite number >= 0" in result.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_mixing_on_the_gpu_reads_nothing_back_to_the_host():
+    images, labels = (tensor.cuda() for tensor in batch())
+    cfg = load_config("resnet50", ["train.mixup_alpha=0.2", "train.cutmix_alpha=1.0", "train.mix_prob=0.8"]).train
+    mixer = make_mixer(cfg, CLASSES, mix_generator(0, "cuda"))
+    logits = torch.randn(6, CLASSES, device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        mixed = mixer(images.contiguous(memory_format=torch.channels_last), labels)
+        soft_cross_entropy(logits, mixed.targets, 0.1)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert mixed.images.is_cuda and torch.allclose(mixed.targets.sum(dim=1).cpu(), torch.ones(6))
