@@ -1,7 +1,9 @@
-"""Evaluation of a model on a loader: mean loss, accuracy, balanced accuracy, confusion matrix."""
+"""Evaluation of a model on a loader: mean loss, accuracy, balanced accuracy, confusion matrix;
+the same again for test-time augmentation (executors/tta.py) when asked, in the same pass."""
 import torch
 from torch.nn import functional as F
 
+from executors.tta import tta_logits
 from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accuracy_from_confusion
 from utils.runtime import Precision
 
@@ -16,28 +18,53 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False):
             batch["label"].to(device, non_blocking=non_blocking))
 
 
+class _Tally:
+    """Summed cross-entropy (float64, without smoothing) and confusion counts of one way of predicting."""
+
+    def __init__(self, num_classes, device):
+        self.meter = ConfusionMeter(num_classes)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+
+    def add(self, logits, labels):
+        self.loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
+        self.meter.update(labels, logits.argmax(dim=1))
+
+    def metrics(self, device, reduce=None) -> dict:
+        if reduce is not None:
+            self.meter.reduce(reduce, device)
+            reduce(self.loss_sum)
+        confusion = self.meter.compute()
+        return {"loss": self.loss_sum.item() / max(int(confusion.sum()), 1),
+                "accuracy": accuracy_from_confusion(confusion),
+                "balanced_accuracy": balanced_accuracy_from_confusion(confusion), "confusion": confusion}
+
+
 @torch.inference_mode()
 def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False,
-                   reduce=None) -> dict:
+                   reduce=None, tta="none") -> dict:
     """Run `model.eval()` over `loader` in autocast `precision` (as in training), images in
     channels_last memory if asked (see to_device); returns loss (mean cross-entropy without
     smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes]).
 
+    `tta` (executors/tta.TTA_MODES): other than "none", the same pass also scores the mean
+    logits of the test-time views (executors/tta.tta_logits, whose first view is the plain
+    forward pass, run once) and adds tta_loss, tta_accuracy, tta_balanced_accuracy and
+    tta_confusion; the plain metrics are those of tta="none" bit for bit.
+
     `reduce` (data parallelism: each process's loader holds its share of the test set) sums a
     tensor over processes in place; counts and loss are summed before the metrics are taken."""
     model.eval()
-    meter = ConfusionMeter(num_classes)
-    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    plain = _Tally(num_classes, device)
+    augmented = _Tally(num_classes, device) if tta != "none" else None
     for batch in loader:
         images, labels = to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
             logits = model(images)
-        loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
-        meter.update(labels, logits.argmax(dim=1))
-    if reduce is not None:
-        meter.reduce(reduce, device)
-        reduce(loss_sum)
-    confusion = meter.compute()
-    total = int(confusion.sum())
-    return {"loss": loss_sum.item() / max(total, 1), "accuracy": accuracy_from_confusion(confusion),
-            "balanced_accuracy": balanced_accuracy_from_confusion(confusion), "confusion": confusion}
+            averaged = tta_logits(model, images, tta, logits) if augmented is not None else None
+        plain.add(logits, labels)
+        if augmented is not None:
+            augmented.add(averaged, labels)
+    result = plain.metrics(device, reduce)
+    if augmented is not None:
+        result.update({f"tta_{key}": value for key, value in augmented.metrics(device, reduce).items()})
+    return result

@@ -1,4 +1,6 @@
-"""Prediction on any image file, and evaluation refusing a task the checkpoint was not trained for."""
+"""Prediction on any image file, evaluation refusing a task the checkpoint was not trained for,
+and both with test-time augmentation."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,12 @@ from datasets.files import image_files
 from datasets.kmnist import KMNIST
 from datasets.loading.loaders import build_loaders
 from datasets.oxford_pet import OxfordIIITPet
-from datasets.synthetic import write_kmnist_idx
-from executors.launch import evaluate_checkpoint, predict_files
+from datasets.synthetic import write_kmnist_idx, write_pets
+from datasets.transforms.building import build_transforms
+from executors.inference import evaluate_checkpoint, predict_files
+from executors.launch import load_trained
 from executors.trainer import Trainer
+from executors.tta import tta_views
 from utils.config import load_config
 from utils.errors import CheckpointError, DataError
 
@@ -317,3 +322,71 @@ def test_evaluate_on_the_same_task_still_works_and_cli_refusal_exits_2(kmnist_ch
                         "data.name='OxfordIIITPet'")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "another task" in result.stderr
+
+
+# ---------------------------------------------------------------- test-time augmentation
+
+
+@pytest.fixture(scope="module")
+def pets_checkpoint(tmp_path_factory):
+    """(best.pt of a tiny ResNet-50 trained 1 epoch on synthetic pets at 32 px, the data root)."""
+    base = tmp_path_factory.mktemp("pets")
+    root = write_pets(base / "data", train_per_class=4, test_per_class=3)
+    size_32 = "[('Resize', {'size': 40}), ('CenterCrop', {'size': 32}), ('ToTensor', {}), ('Normalize', {})]"
+    cfg = load_config("resnet50", [f"data.root='{root}'", "data.md5=None", "data.download=False", "device='cpu'",
+                                   "logger.backend='none'", f"exp_dir='{base}'", "train.epochs=1", "threads=1",
+                                   "train.batch_size=4", "data.num_workers=0", "data.loader='workers'",
+                                   "model={'variant':'A','zero_gamma':False,'width':4,'layers':[1,1,1,1]}",
+                                   f"data.transforms.train={size_32}", f"data.transforms.test={size_32}"])
+    run_dir = base / "run"
+    run_dir.mkdir()
+    Trainer(cfg, *build_loaders(cfg)).fit(run_dir)
+    return run_dir / "best.pt", root
+
+
+def test_evaluate_cli_reports_plain_and_tta_metrics_from_one_pass(pets_checkpoint, tmp_path):
+    checkpoint, root = pets_checkpoint
+    plain = run_script("evaluate.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--set",
+                       f"data.root='{root}'")
+    both = run_script("evaluate.py", "--checkpoint", str(checkpoint), "--out", str(tmp_path), "--tta", "flip",
+                      "--set", f"data.root='{root}'")
+    assert plain.returncode == 0 and both.returncode == 0, both.stderr
+    plain, both = json.loads(plain.stdout), json.loads(both.stdout)
+    assert plain["tta"] == "none" and "tta_accuracy" not in plain and both["tta"] == "flip"
+    assert {key: both[key] for key in plain if key != "tta"} == {key: plain[key] for key in plain if key != "tta"}
+    metrics, _ = evaluate_checkpoint(checkpoint, [f"data.root='{root}'", "eval.tta='flip'"])
+    assert [both[f"tta_{key}"] for key in ("loss", "accuracy", "balanced_accuracy")] == [
+        metrics[f"tta_{key}"] for key in ("loss", "accuracy", "balanced_accuracy")]
+    assert metrics["tta_confusion"].sum() == 9 and both["tta_loss"] != both["loss"]
+
+
+def test_predicted_probabilities_are_the_softmax_of_the_mean_view_logits(pets_checkpoint, tmp_path):
+    checkpoint, root = pets_checkpoint
+    files = sorted((root / "images").glob("*.jpg"))[:3]
+    cfg, model, class_names = load_trained(checkpoint)
+    transform = build_transforms(cfg.data.transforms.test, cfg.data.mean, cfg.data.std)
+    images = torch.stack([transform(OxfordIIITPet.image_for_prediction(path)[0]) for path in files])
+    for mode in ("flip", "flip_crops"):
+        tops = [top for top, _, _ in predict_files(checkpoint, files, top_k=37, tta=mode)]
+        with torch.no_grad():
+            expected = torch.softmax(torch.stack([model(view) for view in tta_views(images, mode)]).mean(0), dim=1)
+        for top, row in zip(tops, expected):
+            assert dict(top) == pytest.approx(dict(zip(class_names, row.tolist())), abs=1e-6)
+
+
+def test_an_invalid_or_refused_tta_exits_2_naming_the_key_and_the_choices(pets_checkpoint, kmnist_checkpoint, tmp_path):
+    checkpoint, root = pets_checkpoint
+    bad = run_script("evaluate.py", "--checkpoint", str(checkpoint), "--set", f"data.root='{root}'",
+                     "eval.tta='mirror'")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "error: eval.tta='mirror' must be one of none, flip, flip_crops."
+    option = run_script("predict.py", "--checkpoint", str(checkpoint), "--tta", "mirror", str(checkpoint))
+    assert option.returncode == 2 and "argument --tta: invalid choice: 'mirror'" in option.stderr
+    kmnist, kmnist_root = kmnist_checkpoint
+    Image.fromarray(glyph()).save(tmp_path / "glyph.png")
+    refused = [run_script("predict.py", "--checkpoint", str(kmnist), "--tta", "flip", str(tmp_path / "glyph.png")),
+               run_script("evaluate.py", "--checkpoint", str(kmnist), "--tta", "flip", "--set",
+                          f"data.root='{kmnist_root}'")]
+    for result in refused:
+        assert result.returncode == 2 and "Traceback" not in result.stderr and result.stdout == ""
+        assert "--tta='flip' mirrors the images, and KMNIST characters are not mirror-symmetric" in result.stderr

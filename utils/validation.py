@@ -238,3 +238,13 @@ def warnings_for(cfg) -> list:
         notes.append(f"train.warmup_epochs={warmup} is not shorter than train.epochs={epochs}: the lr rises for "
                      f"the whole run, never reaches its configured value and never decays.")
     return notes
+
+
+# Mixup / CutMix (executors/mixing.py) and test-time augmentation (executors/tta.py, TTA_MODES).
+RULES.update({
+    "train.mixup_alpha": number(0),
+    "train.cutmix_alpha": number(0),
+    "train.mix_prob": number(0, 1, optional=True),
+    "train.mix_switch_prob": number(0, 1, optional=True),
+    "eval.tta": one_of("none", "flip", "flip_crops"),
+})

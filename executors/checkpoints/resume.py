@@ -28,6 +28,7 @@ MAY_CHANGE_ON_RESUME = (
     "train.epochs",  # upward only: a longer run stretches its schedule (executors/optim.sync_lr_to_schedule)
     "train.compile", "train.max_nonfinite_steps", "train.confusion_matrix_every_epoch", "train.overfit_batch_steps",
     "logger",  # where the run is tracked
+    "eval",  # how it is evaluated (test-time augmentation): reported, not trained
 )
 # Values computed at start-up when the config leaves them None: compared once computed.
 COMPUTED_AT_START = ("data.mean", "data.std")
