@@ -198,6 +198,20 @@ def test_cli_data_root_finds_a_nested_copy_or_says_what_it_saw(tmp_path, nested)
         assert "Traceback" not in result.stderr
 
 
+def test_the_decoded_cache_goes_to_kaggles_scratch_folder_only_on_kaggle(tmp_path):
+    from configs.oxford_pet_data import data_cfg as pets_data
+    from configs.paths import kaggle_scratch_dir
+    kaggle = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}
+    assert kaggle_scratch_dir(kaggle, isdir=lambda path: path == "/kaggle/temp") == "/kaggle/temp"
+    assert kaggle_scratch_dir(kaggle, isdir=lambda path: False) == "/tmp"
+    assert kaggle_scratch_dir({}, isdir=lambda path: True) is None
+    assert pets_data.cache_dir is None  # this machine is not Kaggle: <repo>/data/cache as before
+    script = ("import configs.oxford_pet_data as c; print(c.data_cfg.cache_dir)")
+    on_kaggle = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                               env={**os.environ, **kaggle}, check=True)
+    assert on_kaggle.stdout.strip() in ("/kaggle/temp/cache", "/tmp/cache")
+
+
 def test_statistics(tmp_path, capsys):
     write_pets(tmp_path)
     dataset = OxfordIIITPet(data_cfg(tmp_path), "train")
