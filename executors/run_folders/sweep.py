@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
-from executors.run_folders.run_dir import abandoned, runs_of
+from executors.run_folders.run_dir import abandoned, epochs_completed, runs_of
 from utils.cli import original_message, os_error_message
 from utils.config import load_config
 from utils.errors import ConfigError, TrainingError, UserError
@@ -60,6 +60,12 @@ def seeded_config(name, seed, overrides=()):
     return cfg
 
 
+def plan(config_names, seeds, overrides=()) -> list:
+    """The sweep's configs, in run order: every config with every seed (seeded_config). A bad
+    name or override raises ConfigError here, before anything runs."""
+    return [seeded_config(name, seed, overrides) for name in config_names for seed in seeds]
+
+
 def run_folder(cfg) -> Optional[Path]:
     """The folder a run of cfg.exp_name continues in: the newest with a last.pt, else the first
     of `<exp_name>`, `<exp_name>_1`, ... left before its first checkpoint, else None."""
@@ -85,6 +91,17 @@ def run_state(cfg) -> str:
     return "interrupted"
 
 
+def epochs_left(cfg) -> int:
+    """Epochs the sweep still has to train for `cfg`: none when finished, the rest of an
+    interrupted run, else all of cfg.train.epochs."""
+    state = run_state(cfg)
+    if state == "finished":
+        return 0
+    if state == "interrupted":
+        return max(0, cfg.train.epochs - (epochs_completed(run_folder(cfg)) or 0))
+    return cfg.train.epochs
+
+
 def _message(error: Exception) -> str:
     """The error's message as the CLI prints it (utils/cli.py), passwords in URLs hidden."""
     text = os_error_message(error) if isinstance(error, OSError) else original_message(error)
@@ -101,11 +118,11 @@ def sweep(config_names, seeds, overrides=()) -> list:
     per run, in run order. Every config is loaded first, so a bad name or override stops the
     sweep (ConfigError) before anything runs; a run that fails is reported on stderr and the
     sweep goes on; Ctrl-C (KeyboardInterrupt) stops it."""
-    plan = [seeded_config(name, seed, overrides) for name in config_names for seed in seeds]
+    configs = plan(config_names, seeds, overrides)
     outcomes = []
-    for number, cfg in enumerate(plan, 1):
+    for number, cfg in enumerate(configs, 1):
         before = run_state(cfg)
-        print(f"[{number}/{len(plan)}] {cfg.exp_name}: {BEFORE[before]}", flush=True)
+        print(f"[{number}/{len(configs)}] {cfg.exp_name}: {BEFORE[before]}", flush=True)
         if before == "finished":
             outcomes.append(Outcome(cfg.exp_name, before, "skipped", run_folder(cfg)))
             continue
