@@ -10,8 +10,8 @@ import torch
 from executors.benchmark.projection import Projection, report, timed_steps
 from executors.run_folders.earlier_runs import newest_earlier_run, restore_earlier_run, runs_folders
 from executors.run_folders.run_dir import runs_of
-from executors.run_folders.run_kinds import kind_of, kind_overrides, runs_folder
-from executors.run_folders.sweep import epochs_left
+from executors.run_folders.run_kinds import kind_config, kind_of
+from executors.run_folders.sweep import epochs_left, seeded_config
 from utils.config import load_config
 
 
@@ -69,21 +69,22 @@ def test_an_earlier_run_is_copied_writable_and_becomes_the_newest_here(attached,
 
 
 def test_smoke_quick_and_real_runs_have_their_own_folders_and_names(tmp_path):
-    cfg = load_config("resnet50_tricks")
     assert [kind_of(True, True), kind_of(False, True), kind_of(False, False)] == ["smoke", "quick", "real"]
-    assert {runs_folder(tmp_path, kind).name for kind in ("real", "quick", "smoke")} == \
-        {"runs", "runs_quick", "runs_smoke"}
-    for kind, name in (("real", "resnet50_tricks"), ("quick", "resnet50_tricks_quick"),
-                       ("smoke", "resnet50_tricks_smoke")):
-        resolved = load_config("resnet50_tricks", kind_overrides(cfg, kind, tmp_path))
-        assert resolved.exp_name == name and Path(resolved.exp_dir) == runs_folder(tmp_path, kind)
-    quick = load_config("resnet50_tricks", kind_overrides(cfg, "quick", tmp_path))
+    exp_dir = [f"exp_dir={str(tmp_path / 'runs')!r}"]
+    for kind, folder, name in (("real", "runs", "resnet50_tricks"), ("quick", "runs_quick", "resnet50_tricks_quick"),
+                               ("smoke", "runs_smoke", "resnet50_tricks_smoke")):
+        cfg = kind_config("resnet50_tricks", kind, exp_dir)
+        assert cfg.exp_name == name and Path(cfg.exp_dir) == tmp_path / folder
+    real = load_config("resnet50_tricks")
+    quick = kind_config("resnet50_tricks", "quick")
     assert quick.train.epochs == 2 and quick.data.transforms.train[0][1]["size"] == 64
     assert quick.data.transforms.test[0][1]["size"] == 73 and quick.data.transforms.test[1][1]["size"] == 64
-    assert quick.data.transforms.train[2] == cfg.data.transforms.train[2]  # the jitter kept
-    assert quick.model == cfg.model
-    smoke = load_config("vgg16", kind_overrides(load_config("vgg16"), "smoke", tmp_path))
-    assert smoke.device == "cpu" and smoke.model.classifier_width == 64
+    assert quick.data.transforms.train[2] == real.data.transforms.train[2]  # the jitter kept
+    assert quick.model == real.model
+    assert kind_config("resnet50_tricks", "quick", ["train.epochs=3"]).train.epochs == 3  # the user's overrides win
+    smoke = seeded_config("vgg16", 1, exp_dir, "smoke")
+    assert smoke.device == "cpu" and smoke.model.classifier_width == 64 and smoke.exp_name == "vgg16_smoke_seed1"
+    assert Path(smoke.exp_dir) == tmp_path / "runs_smoke"
 
 
 def test_epochs_left_of_a_sweep_plan(tmp_path):

@@ -1,16 +1,19 @@
 """Real, quick and smoke runs, kept apart so that one is never taken for another.
 
-* real: the config as it is, in `<work>/runs/`;
-* quick: the real data at QUICK_SIZE px for QUICK_EPOCHS epochs, in `<work>/runs_quick/`, its
-  exp_name suffixed `_quick`: a check of the real pipeline in minutes;
-* smoke: tiny synthetic data on the CPU with a tiny model (SMOKE_MODELS), in
-  `<work>/runs_smoke/`, its exp_name suffixed `_smoke`: a check of the code alone.
+* real: the config as it is, in exp_dir (e.g. `/kaggle/working/runs/`);
+* quick: the real data at QUICK_SIZE px for QUICK_EPOCHS epochs, in `runs_quick/` next to
+  exp_dir, its exp_name suffixed `_quick`: a check of the real pipeline in minutes;
+* smoke: on the CPU with a tiny model (SMOKE_MODELS) at SMOKE_SIZE px (meant for tiny
+  synthetic data, datasets/synthetic.py), in `runs_smoke/` next to exp_dir, its exp_name
+  suffixed `_smoke`: a check of the code alone.
 
 So a real run never resumes a smoke run's tiny model, and an earlier session's real runs are
 the only ones brought back (executors/run_folders/earlier_runs.py searches `runs/` alone).
-Each function returns `--set` strings, applied before the user's own overrides.
+The user's overrides win over a kind's settings, but not over its folder and name.
 """
 from pathlib import Path
+
+from utils.config import load_config
 
 REAL_RUNS = "runs"
 KINDS = {"real": (REAL_RUNS, ""), "quick": ("runs_quick", "_quick"), "smoke": ("runs_smoke", "_smoke")}
@@ -26,14 +29,9 @@ def kind_of(smoke: bool, quick: bool) -> str:
     return "smoke" if smoke else "quick" if quick else "real"
 
 
-def runs_folder(work_dir, kind: str) -> Path:
-    """Where runs of `kind` go: `<work_dir>/runs`, `runs_quick` or `runs_smoke`."""
-    return Path(work_dir) / KINDS[kind][0]
-
-
-def placement(cfg, kind: str, work_dir) -> list:
-    """exp_dir and exp_name of a `kind` run of `cfg` (see the module docstring)."""
-    return [f"exp_dir={str(runs_folder(work_dir, kind))!r}", f"exp_name={cfg.exp_name + KINDS[kind][1]!r}"]
+def runs_folder(exp_dir, kind: str) -> Path:
+    """Where runs of `kind` go: `exp_dir` itself for real runs, else `runs_quick` or `runs_smoke` next to it."""
+    return Path(exp_dir) if kind == "real" else Path(exp_dir).with_name(KINDS[kind][0])
 
 
 def sized_transforms(cfg, size: int) -> list:
@@ -48,13 +46,25 @@ def sized_transforms(cfg, size: int) -> list:
     return overrides
 
 
-def kind_overrides(cfg, kind: str, work_dir) -> list:
-    """Every `--set` string of a `kind` run of `cfg` but the data's location."""
-    overrides = placement(cfg, kind, work_dir)
+def kind_settings(cfg, kind: str) -> list:
+    """The `--set` strings that make `cfg` a `kind` run (none for a real one), built from its
+    own model and transforms."""
     if kind == "quick":
-        overrides += [f"train.epochs={QUICK_EPOCHS}", *sized_transforms(cfg, QUICK_SIZE)]
-    elif kind == "smoke":
+        return [f"train.epochs={QUICK_EPOCHS}", *sized_transforms(cfg, QUICK_SIZE)]
+    if kind == "smoke":
         model = {**cfg.model, **SMOKE_MODELS.get(cfg.model_name, {})}
-        overrides += ["device='cpu'", "data.num_workers=0", f"train.epochs={SMOKE_EPOCHS}",
-                      f"train.batch_size={SMOKE_BATCH}", *sized_transforms(cfg, SMOKE_SIZE), f"model={model!r}"]
-    return overrides
+        return ["device='cpu'", "data.num_workers=0", f"train.epochs={SMOKE_EPOCHS}", f"train.batch_size={SMOKE_BATCH}",
+                *sized_transforms(cfg, SMOKE_SIZE), f"model={model!r}"]
+    return []
+
+
+def kind_config(name: str, kind: str, overrides=()):
+    """The config `name` as a `kind` run: its kind_settings, then `overrides` (which win), then
+    its runs folder (runs_folder) and exp_name suffix. ConfigError for a bad name or override."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    cfg = load_config(name, overrides)
+    if kind != "real":
+        cfg = load_config(name, [*kind_settings(cfg, kind), *overrides])
+        cfg.exp_dir, cfg.exp_name = str(runs_folder(cfg.exp_dir, kind)), cfg.exp_name + KINDS[kind][1]
+    return cfg

@@ -1,7 +1,8 @@
 """Repeated runs: every config with every seed, one run directory each, surviving interruption
 and failures.
 
-A run is named `<exp_name>_seed<k>` and trains with seed k. Before each run the sweep looks
+A run is named `<exp_name>_seed<k>` and trains with seed k; a quick or smoke sweep has its own
+runs folder and names (executors/run_folders/run_kinds.py). Before each run the sweep looks
 at that name's folders: the newest with a last.pt whose summary.json covers the planned
 epochs is finished (skipped); a last.pt without such a summary is interrupted (resumed with
 `--resume auto` semantics); a folder left before its first checkpoint (killed, or failed in
@@ -21,8 +22,8 @@ from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
 from executors.run_folders.run_dir import abandoned, epochs_completed, runs_of
+from executors.run_folders.run_kinds import kind_config
 from utils.cli import original_message, os_error_message
-from utils.config import load_config
 from utils.errors import ConfigError, TrainingError, UserError
 from utils.urls import redact_url
 
@@ -53,17 +54,18 @@ def parse_seeds(text: str) -> list:
     return seeds
 
 
-def seeded_config(name, seed, overrides=()):
-    """The config `name` with `overrides`, seed `seed`, exp_name suffixed with `_seed<seed>`."""
-    cfg = load_config(name, overrides)
+def seeded_config(name, seed, overrides=(), kind="real"):
+    """The config `name` as a `kind` run (run_kinds.kind_config) with `overrides`, seed `seed`,
+    exp_name suffixed with `_seed<seed>`."""
+    cfg = kind_config(name, kind, overrides)
     cfg.seed, cfg.exp_name = seed, f"{cfg.exp_name}_seed{seed}"
     return cfg
 
 
-def plan(config_names, seeds, overrides=()) -> list:
+def plan(config_names, seeds, overrides=(), kind="real") -> list:
     """The sweep's configs, in run order: every config with every seed (seeded_config). A bad
     name or override raises ConfigError here, before anything runs."""
-    return [seeded_config(name, seed, overrides) for name in config_names for seed in seeds]
+    return [seeded_config(name, seed, overrides, kind) for name in config_names for seed in seeds]
 
 
 def run_folder(cfg) -> Optional[Path]:
@@ -113,12 +115,12 @@ def _one_line(text: str) -> str:
     return text if len(text) <= REASON_CHARACTERS else text[:REASON_CHARACTERS - 3] + "..."
 
 
-def sweep(config_names, seeds, overrides=()) -> list:
+def sweep(config_names, seeds, overrides=(), kind="real") -> list:
     """Run (or skip, or resume) every config with every seed, in that order; returns an Outcome
     per run, in run order. Every config is loaded first, so a bad name or override stops the
     sweep (ConfigError) before anything runs; a run that fails is reported on stderr and the
     sweep goes on; Ctrl-C (KeyboardInterrupt) stops it."""
-    configs = plan(config_names, seeds, overrides)
+    configs = plan(config_names, seeds, overrides, kind)
     outcomes = []
     for number, cfg in enumerate(configs, 1):
         before = run_state(cfg)
