@@ -79,13 +79,13 @@ def project(cfg, epochs_left: int) -> Projection:
 def project_plan(configs, processes: int = 1) -> str:
     """What training will have (gpu_memory) and the report of every config of a sweep's plan
     with epochs left to train, each measured in turn."""
-    projections = []
+    memory, projections = gpu_memory(), []  # before this process holds any
     for cfg in configs:
         left = epochs_left(cfg)
         if left:
             make_paths_absolute(cfg)
             projections.append(project(cfg, left))
-    return f"GPU memory for training: {gpu_memory()}\n{report(projections, processes)}"
+    return f"GPU memory for training: {memory}\n{report(projections, processes)}"
 
 
 def gpu_memory() -> str:

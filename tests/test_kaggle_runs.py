@@ -1,18 +1,24 @@
-"""Finding an earlier session's runs in its attached read-only output and copying them back;
-the kinds of runs (real, quick, smoke) kept apart; the projected time of a sweep."""
+"""What the Kaggle notebook relies on, as library functions: an earlier session's runs found in
+its attached read-only output and copied back; the kinds of runs (real, quick, smoke) kept
+apart; the projected time of a sweep, also under torchrun."""
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from datasets.synthetic import write_pets
 from executors.benchmark.projection import Projection, report, timed_steps
 from executors.run_folders.earlier_runs import newest_earlier_run, restore_earlier_run, runs_folders
 from executors.run_folders.run_dir import runs_of
 from executors.run_folders.run_kinds import kind_config, kind_of
 from executors.run_folders.sweep import epochs_left, seeded_config
 from utils.config import load_config
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_run(folder: Path, epochs: int, mtime: float = None) -> Path:
@@ -121,3 +127,16 @@ def test_the_projection_counts_every_epoch_left_and_compares_with_the_session_li
     text = report(runs, processes=2)
     assert "vgg16_seed0" in text and "40m50s" in text
     assert "Projected total: 49m00s on 2 processes" in text and "1 Kaggle session of at most 12 h" in text
+
+
+def test_sweep_project_under_torchrun_measures_on_every_process_and_trains_nothing(tmp_path):
+    root = write_pets(tmp_path / "pets", train_per_class=8, test_per_class=4)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               "scripts/sweep.py", "--cfg", "resnet50_tricks", "--seeds", "0", "--kind", "smoke", "--project", "--set",
+               f"data.root={str(root)!r}", "data.download=False", f"exp_dir={str(tmp_path / 'runs')!r}",
+               f"data.cache_dir={str(tmp_path / 'cache')!r}", "logger.backend='none'"]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("Projected total:") == 1 and "on 2 processes" in result.stdout  # rank 0 reports
+    assert "resnet50_tricks_smoke_seed0" in result.stdout
+    assert not (tmp_path / "runs_smoke").exists()  # nothing trained
