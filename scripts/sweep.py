@@ -24,7 +24,8 @@ def main():
     parser.add_argument("--kind", choices=("real", "quick", "smoke"), default="real",
                         help="quick: the data at a small size for 2 epochs; smoke: a tiny model on the CPU; both in "
                              "their own folder next to exp_dir (default real)")
-    parser.add_argument("--project", action="store_true", help="print the projected time of the runs left; train nothing")
+    parser.add_argument("--project", action="store_true",
+                        help="print the projected time of the runs left; train nothing")
     parser.add_overrides()
     args = parser.parse_args()
     processes = from_environment()

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -150,7 +149,8 @@ def test_smoke_then_real_then_a_new_session_resumes_then_quick(tmp_path, elsewhe
     assert f"\"exp_dir='{work / 'runs'}'\"" in printed and "'\"'\"'" not in printed  # a command to copy
 
     # Session 1 goes on with the real run (a small model of its own) in the same folder.
-    real = {"CONFIGS": '["resnet50_tricks"]', "PROJECT_TIME": "False", "OVERRIDES": repr([*TINY_REAL, "train.epochs=2"])}
+    real = {"CONFIGS": '["resnet50_tricks"]', "PROJECT_TIME": "False",
+            "OVERRIDES": repr([*TINY_REAL, "train.epochs=2"])}
     printed = execute(first, elsewhere, real)
     run_dir = work / "runs" / "resnet50_tricks_seed0"
     assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 2
