@@ -9,9 +9,11 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.benchmark.projection import project_plan  # noqa: E402
+from executors.benchmark.projection import gpu_memory, project_plan  # noqa: E402
 from executors.distributed import from_environment  # noqa: E402
 from executors.run_folders.sweep import exit_status, parse_seeds, plan, report, sweep  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
@@ -32,8 +34,10 @@ def main():
     if not processes.is_main:  # under torchrun rank 0 alone reports
         sys.stdout = open(os.devnull, "w")
     if args.project:
-        print(project_plan(plan(args.cfg, parse_seeds(args.seeds), args.set, args.kind), processes.world_size))
+        print(project_plan(plan(args.cfg, parse_seeds(args.seeds), args.set, args.kind), processes))
         return 0
+    if torch.cuda.is_available():  # this process's GPU: another process's would hold memory there
+        print(f"GPU memory for training: {gpu_memory([processes.local_rank])}", flush=True)
     outcomes = sweep(args.cfg, parse_seeds(args.seeds), args.set, args.kind)
     print(report(outcomes))
     return exit_status(outcomes)

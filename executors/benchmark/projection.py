@@ -76,25 +76,27 @@ def project(cfg, epochs_left: int) -> Projection:
                 torch.cuda.empty_cache()
 
 
-def project_plan(configs, processes: int = 1) -> str:
-    """What training will have (gpu_memory) and the report of every config of a sweep's plan
-    with epochs left to train, each measured in turn."""
-    memory, projections = gpu_memory(), []  # before this process holds any
+def project_plan(configs, processes) -> str:
+    """What training will have (gpu_memory, asked by the main process alone) and the report of
+    every config of a sweep's plan with epochs left to train, each measured in turn by every
+    one of `processes` (executors.distributed.Processes)."""
+    memory = gpu_memory() if processes.is_main else ""  # before this process holds any
+    projections = []
     for cfg in configs:
         left = epochs_left(cfg)
         if left:
             make_paths_absolute(cfg)
             projections.append(project(cfg, left))
-    return f"GPU memory for training: {memory}\n{report(projections, processes)}"
+    return f"GPU memory for training: {memory}\n{report(projections, processes.world_size)}"
 
 
-def gpu_memory() -> str:
-    """'cuda:0 Tesla T4: 14.6 GiB free of 14.7 GiB; ...' for every visible GPU (what training
-    has), or a note that there is none."""
+def gpu_memory(indices=None) -> str:
+    """'cuda:0 Tesla T4: 14.6 GiB free of 14.7 GiB; ...' for the GPUs `indices` (None: every
+    visible one), what training has; or a note that there is none."""
     if not torch.cuda.is_available():
         return "no GPU: training runs on the CPU"
     lines = []
-    for index in range(torch.cuda.device_count()):
+    for index in range(torch.cuda.device_count()) if indices is None else indices:
         free, total = torch.cuda.mem_get_info(index)
         lines.append(f"cuda:{index} {torch.cuda.get_device_name(index)}: {free / 2**30:.1f} GiB free of "
                      f"{total / 2**30:.1f} GiB")
