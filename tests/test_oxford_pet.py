@@ -166,6 +166,10 @@ def test_find_layout_pairs_the_closest_folders_and_searches_only_as_deep_as_aske
     assert find_layout(tmp_path / "input") == Layout(two_images, two_lists)
     assert find_layout(tmp_path / "input", depth=2) is None  # b-copy/annotations/annotations is level 3
     assert find_layout(tmp_path / "missing") is None
+    sample = write_pets(tmp_path / "input" / "a-notebook-output" / "synthetic-pets", train_per_class=1,
+                        test_per_class=1)  # nearer and shallower, but a sample: the full copy wins
+    assert find_layout(tmp_path / "input") == Layout(two_images, two_lists)
+    assert find_layout(sample) == Layout(sample / "images", sample / "annotations")
 
 
 def test_without_a_layout_it_says_what_it_looked_for_and_what_it_saw(tmp_path):

@@ -4,9 +4,11 @@ files and the folder of split lists (for Oxford-IIIT Pet: `images/*.jpg` and
 `annotations/annotations/`, under extra top folders).
 
 The search walks at most `depth` levels below the root (the root is level 0), skips hidden
-folders and does not descend into a folder of images. When several pairs are found, the two
-folders closest to each other win (fewest steps to their common parent), then the shallower
-pair, then a folder named like the official one, then name order.
+folders and does not descend into a folder of images. When several pairs are found, the one
+with the most images wins (a full copy over a sample, e.g. a smoke test's synthetic set in an
+attached notebook output), then the two folders closest to each other (fewest steps to their
+common parent: never the images of one copy with the lists of another), then the shallower
+pair, then folders named like the official ones, then name order.
 """
 import os
 from pathlib import Path
@@ -55,12 +57,12 @@ def _steps(a: Path, b: Path) -> int:
 
 def pair(folders: list, list_names: tuple, images_name: str, lists_name: str) -> Optional[Layout]:
     """The best (images folder, lists folder) of `folders` (see the module docstring), or None."""
-    image_folders = [f.path for f in folders if f.images]
+    image_counts = {f.path: f.images for f in folders if f.images}
     list_folders = [f.path for f in folders if set(f.lists) == set(list_names)]
-    pairs = [(images, lists) for images in image_folders for lists in list_folders]
+    pairs = [(images, lists) for images in image_counts for lists in list_folders]
     if not pairs:
         return None
-    best = min(pairs, key=lambda p: (_steps(*p), len(p[0].parts) + len(p[1].parts),
+    best = min(pairs, key=lambda p: (-image_counts[p[0]], _steps(*p), len(p[0].parts) + len(p[1].parts),
                                      (p[0].name != images_name) + (p[1].name != lists_name), str(p)))
     return Layout(*best)
 
