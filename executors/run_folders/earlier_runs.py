@@ -14,7 +14,7 @@ from typing import Optional
 from executors.run_folders.run_dir import LAST, LOCK, epochs_completed, runs_of
 from executors.run_folders.run_kinds import REAL_RUNS
 
-SEARCH_DEPTH = 3
+SEARCH_DEPTH = 4  # /kaggle/input/<notebook>/runs is level 2; room for folders above it
 TRACKER_STORE = "mlflow.db"  # an exp_dir's MLflow store, copied along when this session has none
 NOT_COPIED = shutil.ignore_patterns(LOCK, ".*.tmp")
 
