@@ -8,7 +8,7 @@ import os
 
 from easydict import EasyDict
 
-from configs.paths import DATA_DIR
+from configs.paths import CACHE_DIR, DATA_DIR
 
 IMAGENET_MEAN = [0.485, 0.456, 0.405]  # as the assignment writes it (0.406 in torchvision)
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -28,8 +28,9 @@ data_cfg = EasyDict(
     },
     num_workers=4,
     # auto | device | cached | workers (datasets/loading/loaders.py; auto: device on a GPU, cached on
-    # the CPU). device and cached decode every image once into cache_dir (None:
-    # <repo>/data/cache), capped at cache_max_side px on the longer side.
+    # the CPU). device and cached decode every image once into cache_dir (None: <repo>/data/cache;
+    # on Kaggle its scratch folder /kaggle/temp/cache, never part of a saved version's output:
+    # configs/paths.py), capped at cache_max_side px on the longer side.
     loader="auto",
     # Share of the training split held out for validation (stratified per class, fixed by
     # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment
@@ -38,7 +39,7 @@ data_cfg = EasyDict(
     # Seed of the hold-out; None: the run's seed. Fix it (e.g. 0) to keep the same validation
     # images across seeds, so that validation figures vary with training only.
     val_seed=None,
-    cache_dir=None,
+    cache_dir=CACHE_DIR,
     cache_max_side=500,
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,

@@ -1,7 +1,8 @@
 """Oxford-IIIT Pet: 7,349 RGB photos of 37 cat and dog breeds (3,680 trainval / 3,669 test).
 
-`data.root` holds `images/` and `annotations/` (the official archives extracted, or the
-Kaggle copy, also read-only). When they are missing, `images.tar.gz` and
+`data.root` holds `images/` and `annotations/` (the official archives extracted, or a
+Kaggle copy, also read-only and nested: `images/images/`, `annotations/annotations/`, extra
+top folders; see locate). When they are missing, `images.tar.gz` and
 `annotations.tar.gz` are downloaded from the mirrors, md5-checked and safely extracted.
 Split lists are `annotations/trainval.txt` and `annotations/test.txt`, lines of
 `Image CLASS-ID SPECIES BREED-ID` (ids from 1; species 1 = cat, 2 = dog; BREED-ID counts
@@ -18,13 +19,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from datasets.files import folder_layout
 from datasets.files.download import ensure_files, extract_archive_safely
+from datasets.files.folder_layout import Layout
 from datasets.files.image_files import PREDICTION_ADVICE, read_image
 from utils.errors import DataError
 
 SPLIT_FILES = {"train": "trainval.txt", "test": "test.txt"}
 ARCHIVES = {"images.tar.gz": "images", "annotations.tar.gz": "annotations"}
 SPECIES = {1: "cat", 2: "dog"}
+SEARCH_DEPTH = 4  # folder levels below data.root searched for images/ and annotations/
 STATISTICS_SIZE = 256  # pixel statistics are taken on images whose shorter side is resized to this
 CLASSES = ("Abyssinian", "american_bulldog", "american_pit_bull_terrier", "basset_hound", "beagle", "Bengal",
            "Birman", "Bombay", "boxer", "British_Shorthair", "chihuahua", "Egyptian_Mau", "english_cocker_spaniel",
@@ -43,23 +47,23 @@ def official_row(class_id: int):
     return name, species, len(same_species)
 
 
-def has_layout(root: Path) -> bool:
-    """`root` holds images/ and both split lists."""
-    return (root / "images").is_dir() and all((root / "annotations" / f).is_file() for f in SPLIT_FILES.values())
+def locate(folder, depth: int = SEARCH_DEPTH):
+    """(Layout(images, lists) or None, what was seen when None): the folder of .jpg images and
+    the folder holding both split lists at most `depth` levels below `folder`, in any nesting
+    (datasets/files/folder_layout.py)."""
+    return folder_layout.find_layout(folder, depth, ".jpg", tuple(SPLIT_FILES.values()), "images", "annotations")
 
 
-def find_layout(folder: Path, depth: int = 1):
-    """The first folder (in name order) at most `depth` levels below `folder`, `folder` itself
-    included, that holds images/ and both split lists; None when there is none."""
-    if has_layout(folder):
-        return folder
-    if depth == 0 or not folder.is_dir():
-        return None
-    for child in sorted(p for p in folder.iterdir() if p.is_dir() and p.name not in ("images", "annotations")):
-        found = find_layout(child, depth - 1)
-        if found is not None:
-            return found
-    return None
+def find_layout(folder, depth: int = SEARCH_DEPTH):
+    """The Layout(images, lists) below `folder` (see locate), or None."""
+    return locate(folder, depth)[0]
+
+
+def not_found(folder, depth: int, seen: str) -> str:
+    """What was looked for below `folder` and what was seen there (one paragraph)."""
+    return (f"No Oxford-IIIT Pet found under {folder}: looked up to {depth} levels down for a folder of .jpg "
+            f"images (images/) and a folder holding {' and '.join(SPLIT_FILES.values())} (annotations/), in any "
+            f"nesting (e.g. images/images/, annotations/annotations/); saw: {seen}.")
 
 
 def check_archive(name: str, path: Path) -> None:
@@ -71,27 +75,30 @@ def check_archive(name: str, path: Path) -> None:
         raise ValueError(f"not the release's {name}: it does not start with the folder {ARCHIVES[name]}/")
 
 
-def prepare_root(cfg) -> Path:
-    """The directory holding images/ and annotations/, downloading and extracting if needed.
-
-    An existing layout is used as is (also one level down, as some Kaggle copies nest it).
-    """
+def prepare_root(cfg) -> Layout:
+    """The Layout(images, lists) of the dataset under cfg.root, downloading and extracting the
+    archives there when no layout is found (see locate; an existing one is used as is, also
+    read-only). DataError saying what was looked for and seen when that is impossible."""
     root = Path(cfg.root)
-    existing = find_layout(root, depth=1)
-    if existing is not None:
-        return existing
+    layout, seen = locate(root)
+    if layout is not None:
+        return layout
     md5 = cfg.md5 or {}
-    ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet",
-                 layout_hint=" (or the folders images/ and annotations/ extracted from them)",
-                 validate=check_archive)
+    try:
+        ensure_files(root, {name: md5.get(name) for name in ARCHIVES}, cfg.mirrors, cfg.download, "Oxford-IIIT Pet",
+                     layout_hint=" (or the folders images/ and annotations/ extracted from them)",
+                     validate=check_archive)
+    except DataError as error:
+        raise DataError(f"{not_found(root, SEARCH_DEPTH, seen)} {error}") from None
     for archive, folder in ARCHIVES.items():
         if not (root / folder).exists():
             print(f"Extracting {root / archive}")
             extract_archive_safely(root / archive, root)
-    if not has_layout(root):
-        raise DataError(f"{root} lacks images/ or annotations/trainval.txt and test.txt after extraction: "
-                        f"the archives are not the Oxford-IIIT Pet release; delete them and download again.")
-    return root
+    layout, seen = locate(root)
+    if layout is None:
+        raise DataError(f"{not_found(root, SEARCH_DEPTH, seen)} The archives in {root} are not the Oxford-IIIT Pet "
+                        f"release: delete them and download again.")
+    return layout
 
 
 def read_split(path: Path):
@@ -184,20 +191,20 @@ class OxfordIIITPet(Dataset):
         if split not in SPLIT_FILES:
             raise ValueError(f"split must be 'train' or 'test', not {split!r}")
         self.split, self.transforms = split, transforms
-        self.root = prepare_root(cfg)
-        lists = {name: read_split(self.root / "annotations" / file) for name, file in SPLIT_FILES.items()}
-        check_disjoint(lists, self.root / "annotations")
+        self.layout = prepare_root(cfg)
+        lists = {name: read_split(self.layout.lists / file) for name, file in SPLIT_FILES.items()}
+        check_disjoint(lists, self.layout.lists)
         if not lists[split]:
-            raise DataError(f"{self.root / 'annotations' / SPLIT_FILES[split]} lists no images (only blank or "
+            raise DataError(f"{self.layout.lists / SPLIT_FILES[split]} lists no images (only blank or "
                             f"comment lines): the {split} split would be empty. Restore it from annotations.tar.gz.")
-        self.samples = [(self.root / "images" / f"{image}.jpg", class_id - 1, SPECIES[species])
+        self.samples = [(self.layout.images / f"{image}.jpg", class_id - 1, SPECIES[species])
                         for image, class_id, species in lists[split]]
         missing = [path.name for path, _, _ in self.samples if not path.is_file()]
         if missing:
             shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
             raise DataError(f"{len(missing)} of the {len(self.samples)} {split} images listed in "
-                            f"{self.root / 'annotations' / SPLIT_FILES[split]} are missing from "
-                            f"{self.root / 'images'}: {shown}. Restore them from images.tar.gz.")
+                            f"{self.layout.lists / SPLIT_FILES[split]} are missing from "
+                            f"{self.layout.images}: {shown}. Restore them from images.tar.gz.")
 
     def __len__(self):
         return len(self.samples)

@@ -1,44 +1,74 @@
-"""The Kaggle notebook on a CPU: code found as a checkout uploaded under a read-only input
-folder (as Kaggle mounts datasets), the smoke test trained, evaluated and resumed on re-run; and
-its stops with instructions when the dataset or the code is missing."""
+"""The Kaggle notebook run as Kaggle would run it, on the CPU, in a simulated /kaggle tree:
+the code uploaded as a read-only dataset, the pets attached read-only in a nested layout,
+Kaggle's packages without MLflow (blocked through sitecustomize) and pip without an index.
+
+One user's journey, session by session: a smoke test of the three configs (sweep, projected
+time, report, evaluation), then a real run in the same folder, then a new session with the
+first one's output attached read-only that resumes it, then the quick switch; and the stops
+with instructions when the dataset or the code is missing."""
 import csv
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from datasets.synthetic import write_pets
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "kaggle_notebook.ipynb"
-NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "runs", "kaggle_working", ".pytest_cache")
+NOT_COPIED = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.pyc", "runs", "runs_*", "kaggle_working",
+                                    ".pytest_cache")
+PROBE = ('import json\nprint("PROBE" + json.dumps({"preview": PREVIEW, "loader_alive": "train_loader" in globals(), '
+         '"cuda_initialized": torch.cuda.is_initialized(), "repo": str(REPO_DIR)}))')
+# A real run in these tests: a small ResNet-50 (not the smoke test's) at 32 px on the CPU.
+TINY_REAL = ["device='cpu'", "data.num_workers=0", "train.batch_size=8",
+             "model={'variant': 'D', 'zero_gamma': True, 'layers': [1, 1, 1, 1], 'width': 4}",
+             'data.transforms.train=[("RandomResizedCrop", {"size": 32}), ("ToTensor", {}), ("Normalize", {})]',
+             'data.transforms.test=[("Resize", {"size": 36}), ("CenterCrop", {"size": 32}), ("ToTensor", {}), '
+             '("Normalize", {})]']
 
 pytestmark = pytest.mark.skipif(os.path.isdir("/kaggle/input"), reason="would train on the real dataset")
 
 
-def execute(work_dir, input_dir, run_from, overrides="[]", smoke_test=True, on_kaggle=True):
-    """Run every cell of the notebook in a fresh kernel started in `run_from`, with WORK_DIR and
-    INPUT_DIR set through the notebook's environment variables; KAGGLE_KERNEL_RUN_TYPE as
-    Kaggle sets it when `on_kaggle`."""
+def execute(kaggle, run_from, settings=None, on_kaggle=True):
+    """Run every cell of the notebook, and a probe of the kernel's state, in a fresh kernel
+    started in `run_from`, with `settings` (name -> Python source) replacing the settings
+    cell's values and the folders of `kaggle` (a dict: work, input, temp) passed through the
+    notebook's environment variables; returns everything the cells printed."""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
-    settings = next(cell for cell in notebook.cells if "OVERRIDES = [" in cell.source)
-    settings.source = settings.source.replace("OVERRIDES = []", f"OVERRIDES = {overrides}")
-    settings.source = settings.source.replace("SMOKE_TEST = False", f"SMOKE_TEST = {smoke_test}")
-    environment = {"KAGGLE_NOTEBOOK_WORK_DIR": str(work_dir), "KAGGLE_NOTEBOOK_INPUT_DIR": str(input_dir)}
+    cell = next(cell for cell in notebook.cells if cell.cell_type == "code" and "OVERRIDES = [" in cell.source)
+    for name, value in (settings or {}).items():
+        cell.source, count = re.subn(rf"^{name} = .*$", f"{name} = {value}", cell.source, flags=re.M)
+        assert count == 1, name
+    notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
+    environment = {"KAGGLE_NOTEBOOK_WORK_DIR": str(kaggle["work"]), "KAGGLE_NOTEBOOK_INPUT_DIR": str(kaggle["input"]),
+                   "KAGGLE_NOTEBOOK_TEMP_DIR": str(kaggle["temp"]), "PIP_NO_INDEX": "1",
+                   "PYTHONPATH": str(kaggle["site"])}
     if on_kaggle:
         environment["KAGGLE_KERNEL_RUN_TYPE"] = "Interactive"
+    saved = {name: os.environ.get(name) for name in environment}
     os.environ.update(environment)
     try:
         NotebookClient(notebook, timeout=300, kernel_name="python3",
                        resources={"metadata": {"path": str(run_from)}}).execute()
     finally:
-        for name in environment:
-            del os.environ[name]
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
+    return "".join(output.get("text", "") for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def probe(printed):
+    return json.loads(printed.split("PROBE", 1)[1].splitlines()[0])
 
 
 def set_read_only(folder, read_only=True):
@@ -59,60 +89,115 @@ def read_metrics(run_dir):
         return list(csv.DictReader(file))
 
 
+def nested_pets(root):
+    """The synthetic pets as a Kaggle copy nests them: <root>/pets-copy/images/images/*.jpg and
+    <root>/pets-copy/annotations/annotations/{trainval,test}.txt."""
+    flat = write_pets(root / "flat", train_per_class=8, test_per_class=4)
+    for name in ("images", "annotations"):
+        (root / "pets-copy" / name).mkdir(parents=True)
+        (flat / name).rename(root / "pets-copy" / name / name)
+    shutil.rmtree(flat)
+
+
+def kaggle_tree(tmp_path, name, attached=()):
+    """A session's folders: work, temp, a site folder whose sitecustomize hides MLflow (Kaggle
+    has none), and a read-only input holding the uploaded code (two levels down), the nested
+    pets and the `attached` earlier outputs ({name: folder})."""
+    session = {key: tmp_path / name / key for key in ("work", "temp", "input", "site")}
+    session["site"].mkdir(parents=True)
+    (session["site"] / "sitecustomize.py").write_text("import sys\nsys.modules['mlflow'] = None  # not installed\n")
+    shutil.copytree(REPO, session["input"] / "my-project-code" / "repo-main", ignore=NOT_COPIED)
+    nested_pets(session["input"])
+    for output_name, folder in dict(attached).items():
+        shutil.copytree(folder, session["input"] / output_name, symlinks=True)
+    set_read_only(session["input"])
+    return session
+
+
 @pytest.fixture
-def uploaded(tmp_path):
-    """(input folder holding a read-only copy of this checkout two levels down, as Kaggle mounts an
-    uploaded dataset, a folder outside any checkout to start the kernel in)."""
-    upload = tmp_path / "input" / "my-project-code" / "repo-main"
-    shutil.copytree(REPO, upload, ignore=NOT_COPIED)
+def elsewhere(tmp_path):
+    """A folder outside any checkout to start the kernel in; inputs made writable again at the end."""
     (tmp_path / "elsewhere").mkdir()
-    set_read_only(tmp_path / "input")
-    yield tmp_path / "input", tmp_path / "elsewhere"
-    set_read_only(tmp_path / "input", read_only=False)
+    yield tmp_path / "elsewhere"
+    for session in tmp_path.iterdir():
+        if (session / "input").is_dir():
+            set_read_only(session / "input", read_only=False)
 
 
-def test_uploaded_checkout_trains_the_smoke_test_evaluates_and_resumes(tmp_path, uploaded):
-    input_dir, elsewhere = uploaded
-    before = snapshot(input_dir)
-    work = tmp_path / "work"
-    execute(work, input_dir, elsewhere)
-    assert (work / "code" / "executors" / "trainer.py").is_file()  # the copy the scripts ran from
-    run_dir = work / "runs" / "resnet50_tricks"
-    summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["epochs_completed"] == 2
-    assert summary["trainable_parameters"] < 1_000_000  # the tiny smoke-test model, not ResNet-50
-    best = torch.load(run_dir / "best.pt", weights_only=True)
-    assert best["model_name"] == "ResNet50" and best["epochs_completed"] == best["best_epoch"]
-    assert best["config"]["logger"]["backend"] == "mlflow" and (work / "runs" / "mlflow.db").is_file()
-    assert (work / "batch_augmentation.png").stat().st_size > 0
-    assert (run_dir / "confusion_matrix_best_eval.png").stat().st_size > 0
+def test_smoke_then_real_then_a_new_session_resumes_then_quick(tmp_path, elsewhere):
+    # Session 1, first the smoke test of the three configs: the sweep, the projection, the report.
+    first = kaggle_tree(tmp_path, "session1")
+    printed = execute(first, elsewhere, {"SMOKE_TEST": "True"})
+    work = first["work"]
+    names = ["vgg16_smoke_seed0", "resnet50_smoke_seed0", "resnet50_tricks_smoke_seed0"]
+    assert sorted(p.name for p in (work / "runs_smoke").glob("*_seed0")) == sorted(names)
+    assert not (work / "runs").exists()  # a smoke run is never where real runs go
+    for name in names:
+        summary = json.loads((work / "runs_smoke" / name / "summary.json").read_text())
+        assert summary["epochs_completed"] == 2 and summary["trainable_parameters"] < 1_000_000
+        assert (work / "runs_smoke" / name / "confusion_matrix_best_eval.png").stat().st_size > 0
+    assert "Projected total:" in printed and "GPU memory for training: no GPU" in printed
+    report = work / "runs_smoke" / "report"
+    assert (report / "report.md").is_file() and list(report.glob("*.png"))
+    state = probe(printed)
+    assert state == {"preview": {"device": "cpu", "loader": "EpochDataLoader"}, "loader_alive": False,
+                     "cuda_initialized": False, "repo": str(work / "code")}
+    assert "The kernel holds no GPU memory" in printed
+    assert list((first["temp"] / "cache").iterdir()) and not (work / "cache").exists()  # cache not in the output
+    assert "note: the optional mlflow is not installed" in printed and "Logger backend: tensorboard" in printed
+    assert "ERROR" not in printed and "Installing" not in printed  # no pip attempt for what is optional
+    assert f"\"exp_dir='{work / 'runs'}'\"" in printed and "'\"'\"'" not in printed  # a command to copy
+
+    # Session 1 goes on with the real run (a small model of its own) in the same folder.
+    real = {"CONFIGS": '["resnet50_tricks"]', "PROJECT_TIME": "False",
+            "OVERRIDES": repr([*TINY_REAL, "train.epochs=2"])}
+    printed = execute(first, elsewhere, real)
+    run_dir = work / "runs" / "resnet50_tricks_seed0"
+    assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 2
+    assert "images in" in printed and str(first["input"] / "pets-copy" / "images" / "images") in printed
     first_two = read_metrics(run_dir)
 
-    # Running again (a new session: the code is copied afresh) with more epochs continues the same run.
-    execute(work, input_dir, elsewhere, overrides='["train.epochs=3"]')
-    assert [p.name for p in (work / "runs").glob("resnet50_tricks*")] == ["resnet50_tricks"]
-    rows = read_metrics(run_dir)
-    assert [row["epoch"] for row in rows] == ["1", "2", "3"]
-    assert rows[:2] == first_two
-    assert float(rows[2]["lr"]) > 0  # the 3-epoch schedule, not the finished 2-epoch one (which ends at 0)
-    assert json.loads((run_dir / "summary.json").read_text())["epochs_completed"] == 3
-    assert snapshot(input_dir) == before  # nothing written into the read-only input
+    # Session 2: a fresh working folder, the first session's output attached read-only; 3 epochs asked.
+    second = kaggle_tree(tmp_path, "session2", {"my-notebook": work})
+    before = snapshot(second["input"])
+    printed = execute(second, elsewhere, {**real, "OVERRIDES": repr([*TINY_REAL, "train.epochs=3"])})
+    assert "the code dataset you attached, ahead of the code copy in an earlier session's output" in printed
+    assert "copied the earlier run" in printed
+    resumed = second["work"] / "runs" / "resnet50_tricks_seed0"
+    rows = read_metrics(resumed)
+    assert [row["epoch"] for row in rows] == ["1", "2", "3"] and rows[:2] == first_two
+    assert json.loads((resumed / "summary.json").read_text())["epochs_completed"] == 3
+    assert not (second["work"] / "runs_smoke").exists()  # smoke runs are never brought back
+    assert snapshot(second["input"]) == before  # nothing written into the read-only input
+
+    # Quick switch: the attached data, small images, 2 epochs, in its own folder.
+    printed = execute(second, elsewhere, {**real, "QUICK": "True", "OVERRIDES": repr(TINY_REAL[:4])})
+    quick = second["work"] / "runs_quick" / "resnet50_tricks_quick_seed0"
+    config = json.loads((quick / "config.json").read_text())
+    assert config["train"]["epochs"] == 2 and config["data"]["transforms"]["train"][0][1]["size"] == 64
+    assert json.loads((quick / "summary.json").read_text())["epochs_completed"] == 2
+    assert len(read_metrics(resumed)) == 3  # the real run untouched
 
 
-def test_on_kaggle_without_the_dataset_it_stops_with_instructions(tmp_path):
-    (tmp_path / "input").mkdir()
+def test_on_kaggle_without_the_dataset_it_stops_saying_what_it_saw(tmp_path, elsewhere):
+    session = {key: tmp_path / "session" / key for key in ("work", "temp", "input", "site")}
+    for folder in session.values():
+        folder.mkdir(parents=True)
+    (session["input"] / "some-other-dataset").mkdir()
     with pytest.raises(CellExecutionError) as error:
-        execute(tmp_path / "work", tmp_path / "input", REPO / "notebooks", smoke_test=False)
+        execute(session, REPO / "notebooks", {"CONFIGS": '["resnet50_tricks"]'})
     message = str(error.value)
     assert "Oxford-IIIT Pet is not attached" in message and "Add Input" in message and "SMOKE_TEST = True" in message
-    assert not (tmp_path / "work" / "runs").exists() and not (tmp_path / "work" / "synthetic-pets").exists()
+    assert "looked up to 6 levels down" in message and "some-other-dataset/" in message
+    assert not (session["work"] / "runs").exists() and not (session["temp"] / "synthetic-pets").exists()
 
 
-def test_without_any_code_it_stops_with_both_ways_to_get_it(tmp_path):
-    (tmp_path / "input").mkdir()
-    (tmp_path / "elsewhere").mkdir()
+def test_without_any_code_it_stops_with_both_ways_to_get_it(tmp_path, elsewhere):
+    session = {key: tmp_path / "session" / key for key in ("work", "temp", "input", "site")}
+    for folder in session.values():
+        folder.mkdir(parents=True)
     with pytest.raises(CellExecutionError) as error:
-        execute(tmp_path / "work", tmp_path / "input", tmp_path / "elsewhere")
+        execute(session, elsewhere)
     message = str(error.value)
     assert "The project's code is not here" in message
     assert "Upload a checkout of this project as a Kaggle dataset" in message and "REPO_URL" in message

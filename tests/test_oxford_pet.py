@@ -8,6 +8,7 @@ import pytest
 import torch
 from easydict import EasyDict
 
+from datasets.files.folder_layout import Layout
 from datasets.oxford_pet import OxfordIIITPet, find_layout
 from datasets.synthetic import add_quirky_images, pack_archives, pack_evil_images_archive, write_pets
 from tests.http_server import http_server
@@ -135,14 +136,84 @@ def test_nested_read_only_kaggle_layout_is_used_as_is(tmp_path):
     assert len(dataset) == 6 and sorted(os.listdir(outer)) == ["oxford-iiit-pet"]
 
 
-def test_find_layout_searches_only_as_deep_as_asked(tmp_path):
-    deep = write_pets(tmp_path / "input" / "datasets" / "owner" / "oxford-iiit-pet")
-    write_pets(tmp_path / "input" / "z-later")  # found first at depth 1: name order, shallow before deep
-    assert find_layout(tmp_path / "input", depth=1) == tmp_path / "input" / "z-later"
-    (tmp_path / "input" / "z-later" / "annotations" / "test.txt").unlink()
-    assert find_layout(tmp_path / "input", depth=2) is None
-    assert find_layout(tmp_path / "input", depth=3) == deep
-    assert find_layout(tmp_path / "missing", depth=4) is None
+def nest(root, images="images/images", lists="annotations/annotations"):
+    """Write the synthetic pets at `root`, then move its folders to `root/images` and `root/lists`
+    (paths relative to root), as Kaggle copies nest them; returns (images folder, lists folder)."""
+    flat = write_pets(root.parent / (root.name + "-flat"))
+    for source, target in (("images", images), ("annotations", lists)):
+        (root / target).parent.mkdir(parents=True, exist_ok=True)
+        (flat / source).rename(root / target)
+    flat.rmdir()
+    return root / images, root / lists
+
+
+@pytest.mark.parametrize("images, lists", [("images/images", "annotations/annotations"),
+                                           ("copy/v2/images/images", "copy/v2/annotations/annotations"),
+                                           ("images", "annotations/annotations")])
+def test_nested_layouts_are_found_and_read(tmp_path, images, lists):
+    images_dir, lists_dir = nest(tmp_path / "pets", images, lists)
+    assert find_layout(tmp_path / "pets") == Layout(images_dir, lists_dir)
+    dataset = OxfordIIITPet(data_cfg(tmp_path / "pets"), "train")
+    assert len(dataset) == 12 and dataset.samples[0][0].parent == images_dir
+
+
+def test_find_layout_pairs_the_closest_folders_and_searches_only_as_deep_as_asked(tmp_path):
+    one = write_pets(tmp_path / "input" / "a-copy" / "oxford-iiit-pet")
+    two_images, two_lists = nest(tmp_path / "input" / "b-copy")
+    # one's images are not paired with two's lists (farther apart), nor the other way round
+    assert find_layout(tmp_path / "input") == Layout(one / "images", one / "annotations")
+    (one / "annotations" / "test.txt").unlink()
+    assert find_layout(tmp_path / "input") == Layout(two_images, two_lists)
+    assert find_layout(tmp_path / "input", depth=2) is None  # b-copy/annotations/annotations is level 3
+    assert find_layout(tmp_path / "missing") is None
+    sample = write_pets(tmp_path / "input" / "a-notebook-output" / "synthetic-pets", train_per_class=1,
+                        test_per_class=1)  # nearer and shallower, but a sample: the full copy wins
+    assert find_layout(tmp_path / "input") == Layout(two_images, two_lists)
+    assert find_layout(sample) == Layout(sample / "images", sample / "annotations")
+
+
+def test_without_a_layout_it_says_what_it_looked_for_and_what_it_saw(tmp_path):
+    write_pets(tmp_path / "pets" / "copy")
+    (tmp_path / "pets" / "copy" / "annotations" / "trainval.txt").unlink()
+    with pytest.raises(DataError) as error:
+        OxfordIIITPet(data_cfg(tmp_path / "pets"), "train")
+    message = str(error.value)
+    assert "looked up to 4 levels down for a folder of .jpg images" in message
+    assert "trainval.txt and test.txt" in message
+    assert "copy/images/ (18 .jpg files)" in message and "copy/annotations/ (test.txt)" in message
+    assert "images.tar.gz" in message  # and which files to place there by hand
+
+
+@pytest.mark.parametrize("nested", [True, False])
+def test_cli_data_root_finds_a_nested_copy_or_says_what_it_saw(tmp_path, nested):
+    if nested:
+        nest(tmp_path / "pets", "extra/images/images", "extra/annotations/annotations")
+    else:
+        (tmp_path / "pets" / "empty").mkdir(parents=True)
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "dataset_stats.py"), "--cfg", "vgg16", "--set",
+                             f"data.root={str(tmp_path / 'pets')!r}", "data.download=False"],
+                            capture_output=True, text=True, cwd=REPO)
+    if nested:
+        assert result.returncode == 0, result.stderr
+        assert "Oxford-IIIT Pet train: 12 images" in result.stdout
+    else:
+        assert result.returncode == 2
+        assert "No Oxford-IIIT Pet found under" in result.stderr and "saw: ./; empty/" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_the_decoded_cache_goes_to_kaggles_scratch_folder_only_on_kaggle(tmp_path):
+    from configs.oxford_pet_data import data_cfg as pets_data
+    from configs.paths import kaggle_scratch_dir
+    kaggle = {"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}
+    assert kaggle_scratch_dir(kaggle, isdir=lambda path: path == "/kaggle/temp") == "/kaggle/temp"
+    assert kaggle_scratch_dir(kaggle, isdir=lambda path: False) == "/tmp"
+    assert kaggle_scratch_dir({}, isdir=lambda path: True) is None
+    assert pets_data.cache_dir is None  # this machine is not Kaggle: <repo>/data/cache as before
+    script = ("import configs.oxford_pet_data as c; print(c.data_cfg.cache_dir)")
+    on_kaggle = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO,
+                               env={**os.environ, **kaggle}, check=True)
+    assert on_kaggle.stdout.strip() in ("/kaggle/temp/cache", "/tmp/cache")
 
 
 def test_statistics(tmp_path, capsys):

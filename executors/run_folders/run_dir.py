@@ -124,12 +124,19 @@ def resume_checkpoint(exp_dir, exp_name, resume) -> Path:
     return path / LAST if path.is_dir() else path
 
 
+def epochs_completed(run_dir):
+    """Epochs completed by the run in `run_dir`, read from its last.pt; None without a readable one."""
+    try:  # mmap: only the few bytes of the counters are read
+        return torch.load(Path(run_dir) / LAST, map_location="cpu", weights_only=True, mmap=True)["epochs_completed"]
+    except Exception:  # no last.pt yet, or not readable
+        return None
+
+
 def interruption_note(run_dir) -> str:
     """What an interrupted run left in `run_dir` and how to go on from it (one sentence)."""
     last = Path(run_dir) / LAST
-    try:  # mmap: only the few bytes of the counters are read
-        epochs = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["epochs_completed"]
-    except Exception:  # no last.pt yet (or not readable): nothing to resume from
+    epochs = epochs_completed(run_dir)
+    if epochs is None:
         return f"no checkpoint was written yet in {run_dir}, so there is nothing to resume; start the run again"
     return (f"{last} holds {epochs} completed epoch{'s' * (epochs != 1)}; continue with --resume auto "
             f"(this experiment's newest run) or --resume {last}")

@@ -1,7 +1,8 @@
 """Repeated runs: every config with every seed, one run directory each, surviving interruption
 and failures.
 
-A run is named `<exp_name>_seed<k>` and trains with seed k. Before each run the sweep looks
+A run is named `<exp_name>_seed<k>` and trains with seed k; a quick or smoke sweep has its own
+runs folder and names (executors/run_folders/run_kinds.py). Before each run the sweep looks
 at that name's folders: the newest with a last.pt whose summary.json covers the planned
 epochs is finished (skipped); a last.pt without such a summary is interrupted (resumed with
 `--resume auto` semantics); a folder left before its first checkpoint (killed, or failed in
@@ -20,9 +21,9 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from executors.launch import train_experiment
-from executors.run_folders.run_dir import abandoned, runs_of
+from executors.run_folders.run_dir import abandoned, epochs_completed, runs_of
+from executors.run_folders.run_kinds import kind_config
 from utils.cli import original_message, os_error_message
-from utils.config import load_config
 from utils.errors import ConfigError, TrainingError, UserError
 from utils.urls import redact_url
 
@@ -53,11 +54,18 @@ def parse_seeds(text: str) -> list:
     return seeds
 
 
-def seeded_config(name, seed, overrides=()):
-    """The config `name` with `overrides`, seed `seed`, exp_name suffixed with `_seed<seed>`."""
-    cfg = load_config(name, overrides)
+def seeded_config(name, seed, overrides=(), kind="real"):
+    """The config `name` as a `kind` run (run_kinds.kind_config) with `overrides`, seed `seed`,
+    exp_name suffixed with `_seed<seed>`."""
+    cfg = kind_config(name, kind, overrides)
     cfg.seed, cfg.exp_name = seed, f"{cfg.exp_name}_seed{seed}"
     return cfg
+
+
+def plan(config_names, seeds, overrides=(), kind="real") -> list:
+    """The sweep's configs, in run order: every config with every seed (seeded_config). A bad
+    name or override raises ConfigError here, before anything runs."""
+    return [seeded_config(name, seed, overrides, kind) for name in config_names for seed in seeds]
 
 
 def run_folder(cfg) -> Optional[Path]:
@@ -85,6 +93,17 @@ def run_state(cfg) -> str:
     return "interrupted"
 
 
+def epochs_left(cfg) -> int:
+    """Epochs the sweep still has to train for `cfg`: none when finished, the rest of an
+    interrupted run, else all of cfg.train.epochs."""
+    state = run_state(cfg)
+    if state == "finished":
+        return 0
+    if state == "interrupted":
+        return max(0, cfg.train.epochs - (epochs_completed(run_folder(cfg)) or 0))
+    return cfg.train.epochs
+
+
 def _message(error: Exception) -> str:
     """The error's message as the CLI prints it (utils/cli.py), passwords in URLs hidden."""
     text = os_error_message(error) if isinstance(error, OSError) else original_message(error)
@@ -96,16 +115,16 @@ def _one_line(text: str) -> str:
     return text if len(text) <= REASON_CHARACTERS else text[:REASON_CHARACTERS - 3] + "..."
 
 
-def sweep(config_names, seeds, overrides=()) -> list:
+def sweep(config_names, seeds, overrides=(), kind="real") -> list:
     """Run (or skip, or resume) every config with every seed, in that order; returns an Outcome
     per run, in run order. Every config is loaded first, so a bad name or override stops the
     sweep (ConfigError) before anything runs; a run that fails is reported on stderr and the
     sweep goes on; Ctrl-C (KeyboardInterrupt) stops it."""
-    plan = [seeded_config(name, seed, overrides) for name in config_names for seed in seeds]
+    configs = plan(config_names, seeds, overrides, kind)
     outcomes = []
-    for number, cfg in enumerate(plan, 1):
+    for number, cfg in enumerate(configs, 1):
         before = run_state(cfg)
-        print(f"[{number}/{len(plan)}] {cfg.exp_name}: {BEFORE[before]}", flush=True)
+        print(f"[{number}/{len(configs)}] {cfg.exp_name}: {BEFORE[before]}", flush=True)
         if before == "finished":
             outcomes.append(Outcome(cfg.exp_name, before, "skipped", run_folder(cfg)))
             continue
