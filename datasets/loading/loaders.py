@@ -34,9 +34,9 @@ from datasets.transforms.batched_transforms import NotBatchable, build_batched_t
 from datasets.transforms.building import build_transforms
 from utils.errors import ConfigError, DataError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device
+from utils.validation import LOADERS
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
-LOADERS = ("auto", "device", "cached", "workers")
 DEVICE_MEMORY_SHARE = 0.25
 TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
 
