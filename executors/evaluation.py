@@ -6,7 +6,7 @@ from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accu
 from utils.runtime import Precision
 
 
-def to_device(batch: dict, device: torch.device, channels_last: bool = False):
+def batch_to_device(batch: dict, device: torch.device, channels_last: bool = False):
     """(images [B, C, H, W], labels [B]) of a dataset batch dict, on `device`; copies from the
     host do not block on CUDA. `channels_last`: 4-D images in channels_last (NHWC) memory."""
     non_blocking = device.type == "cuda"
@@ -20,7 +20,7 @@ def to_device(batch: dict, device: torch.device, channels_last: bool = False):
 def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False,
                    reduce=None) -> dict:
     """Run `model.eval()` over `loader` in autocast `precision` (as in training), images in
-    channels_last memory if asked (see to_device); returns loss (mean cross-entropy without
+    channels_last memory if asked (see batch_to_device); returns loss (mean cross-entropy without
     smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes]).
 
     `reduce` (data parallelism: each process's loader holds its share of the test set) sums a
@@ -29,7 +29,7 @@ def evaluate_model(model, loader, device, num_classes, precision=Precision(), ch
     meter = ConfusionMeter(num_classes)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for batch in loader:
-        images, labels = to_device(batch, device, channels_last)
+        images, labels = batch_to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
             logits = model(images)
         loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum").double()
