@@ -24,7 +24,7 @@ data_cfg = EasyDict(
     num_workers=0,
     # auto | device | cached | workers: batches built on the training device from the whole
     # split held there as uint8 (auto: when the transforms have batched versions and it fits),
-    # or per item in DataLoader workers (cached: image files only). See datasets/loading/loaders.py.
+    # or per item in DataLoader workers (cached: image files only). See datasets/loading/choice.py.
     loader="auto",
     # Share of the training split held out for validation (stratified per class, fixed by
     # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment

@@ -1,5 +1,6 @@
-"""Batched, per-sample colour transforms: ColorJitterFactor, ToTensor and Normalize on a whole
-batch [B, C, H, W] at once; the twins of datasets/transforms/color_jitter.py and torchvision's.
+"""Batched, per-sample colour transforms: BatchedColorJitterFactor (the config's
+ColorJitterFactor), ToTensor and Normalize on a whole batch [B, C, H, W] at once; the twins
+of datasets/transforms/color_jitter.py and torchvision's.
 
 Colour arithmetic runs in float in [0, 1]: brightness multiplies RGB, saturation blends with
 the grey image (ITU-R 601 weights), hue multiplies the HSV hue angle (in turns, modulo one
@@ -42,7 +43,8 @@ def scale_hue(images, factors):
     along = differences.gather(1, argmax[:, None])[:, 0] / chroma.clamp_min(1e-12)
     sextants = torch.remainder(2 * argmax + along, 6)
     sextants = torch.remainder(sextants * factors.view(-1, 1, 1), 6)
-    offsets = to_device_nonblocking(torch.tensor(HUE_SEXTANT_OFFSETS, dtype=images.dtype), images.device).view(1, 3, 1, 1)
+    offsets = to_device_nonblocking(torch.tensor(HUE_SEXTANT_OFFSETS, dtype=images.dtype), images.device)
+    offsets = offsets.view(1, 3, 1, 1)
     k = torch.remainder(offsets + sextants[:, None], 6)
     return top[:, None] - chroma[:, None] * torch.minimum(k, 4 - k).clamp_(0, 1)
 
@@ -50,7 +52,7 @@ def scale_hue(images, factors):
 ADJUSTMENTS = {"brightness": adjust_brightness, "saturation": adjust_saturation, "hue": scale_hue}
 
 
-class ColorJitterFactor:
+class BatchedColorJitterFactor:
     """Brightness, saturation and hue multiplied by factors drawn per image from the given
     (low, high) ranges (None: unchanged), in a random order per image. Returns float [0, 1]."""
 
