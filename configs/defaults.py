@@ -10,6 +10,16 @@ top_level_defaults = dict(
     threads=None,  # CPU intra-op threads; None: set by the step's size, kept on resume (utils/threads.py)
 )
 
+validation_defaults = dict(  # of every data section
+    # Share of the training split held out for validation (stratified per class, fixed by
+    # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment
+    # asks. Test metrics are reported every epoch either way.
+    val_fraction=0.0,
+    # Seed of the hold-out; None: the run's seed. Fix it (e.g. 0) to keep the same validation
+    # images across seeds, so that validation figures vary with training only.
+    val_seed=None,
+)
+
 train_defaults = EasyDict(
     epochs=10,
     batch_size=64,

@@ -8,6 +8,7 @@ import os
 
 from easydict import EasyDict
 
+from configs.defaults import validation_defaults
 from configs.paths import DATA_DIR
 
 IMAGENET_MEAN = [0.485, 0.456, 0.405]  # as the assignment writes it (0.406 in torchvision)
@@ -31,13 +32,7 @@ data_cfg = EasyDict(
     # the CPU). device and cached decode every image once into cache_dir (None:
     # <repo>/data/cache), capped at cache_max_side px on the longer side.
     loader="auto",
-    # Share of the training split held out for validation (stratified per class, fixed by
-    # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment
-    # asks. Test metrics are reported every epoch either way.
-    val_fraction=0.0,
-    # Seed of the hold-out; None: the run's seed. Fix it (e.g. 0) to keep the same validation
-    # images across seeds, so that validation figures vary with training only.
-    val_seed=None,
+    **validation_defaults,
     cache_dir=None,
     cache_max_side=500,
     mean=IMAGENET_MEAN,

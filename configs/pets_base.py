@@ -1,7 +1,6 @@
-"""What every Oxford-IIIT Pet experiment shares (the assignment's Part 2): the data section,
-from-scratch training for 100 epochs at batch 64 and lr 1e-3 with a constant schedule, and
-the tracker experiment. vgg16_cfg and resnet50_cfg deep-copy it and set the model, the
-optimizer and the weight decay."""
+"""What every Oxford-IIIT Pet experiment shares (Part 2): the data, 100 epochs from scratch at
+batch 64 and a constant lr 1e-3, the tracker experiment. vgg16_cfg and resnet50_cfg deep-copy
+it and set the model, the optimizer and the weight decay."""
 import copy
 
 from easydict import EasyDict
