@@ -73,15 +73,6 @@ def memory_refusal(data_cfg, datasets, device: torch.device):
     return None
 
 
-def cached_or_workers(data_cfg, datasets, why_not_device: str):
-    """auto's (path, reason) for image files that do not take the device path: "cached" when
-    the lists allow it and the splits fit DEVICE_MEMORY_SHARE of the RAM, else "workers"."""
-    refusal = cached_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, torch.device("cpu"))
-    if refusal:
-        return "workers", str(refusal)
-    return "cached", f"{why_not_device}; the cached path measured fastest"
-
-
 def choose_loader(cfg, datasets, device: torch.device):
     """(path: "device" | "cached" | "workers", reason: words for the note) for `datasets`
     {split: dataset} on `device`, as data.loader asks. A forced path the splits cannot take
@@ -97,10 +88,15 @@ def choose_loader(cfg, datasets, device: torch.device):
         return choice, f"data.loader='{choice}'"
     files = not is_in_memory(datasets["train"])
     if files and device.type == "cpu":
-        return cached_or_workers(data_cfg, datasets, "image files on the CPU")
-    refusal = batched_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, device)
-    if refusal is None:
-        return "device", f"both splits fit in {device.type} memory as uint8"
-    if files:
-        return cached_or_workers(data_cfg, datasets, refusal.problem)
-    return "workers", str(refusal)
+        not_device = "image files on the CPU"
+    else:
+        refusal = batched_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, device)
+        if refusal is None:
+            return "device", f"both splits fit in {device.type} memory as uint8"
+        if not files:
+            return "workers", str(refusal)
+        not_device = refusal.problem
+    refusal = cached_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, torch.device("cpu"))
+    if refusal:
+        return "workers", str(refusal)
+    return "cached", f"{not_device}; the cached path measured fastest"

@@ -126,40 +126,25 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, coll
                            generator=torch.Generator().manual_seed(cfg.seed))  # its base seed, not the run's stream
 
 
-def _device_loaders(cfg, datasets, device, rank, world_size, drop_single_last):
-    """{split: DeviceLoader over the split held on `device` as uint8, batched by its BatchedCompose}."""
-    loaders = {}
-    for split, dataset in datasets.items():
-        prefix, rest = split_prefix(transform_specs(cfg.data, split))
-        transform = build_transforms(rest, cfg.data.mean, cfg.data.std, family="batched")
-        images, sizes, labels = split_tensors(dataset, prefix, cfg.data, device)
-        loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
-                                      seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size,
-                                      drop_single_last=drop_single_last)
-    return loaders
-
-
-def _cached_loaders(cfg, datasets, rank, world_size, drop_single_last):
-    """{split: DataLoader over CachedImages of the split's decoded cache, batched by its NormalizeBatch}."""
-    loaders = {}
-    for split, dataset in datasets.items():
-        prefix, rest = split_prefix(transform_specs(cfg.data, split))
-        transform, normalize = per_item_plan(rest, cfg.data.mean, cfg.data.std)
-        images, sizes, labels = split_tensors(dataset, prefix, cfg.data, torch.device("cpu"))
-        items = CachedImages(images, sizes, labels, transform, split)
-        loaders[split] = make_loader(items, cfg, split, rank=rank, world_size=world_size, collate_fn=normalize,
-                                     drop_single_last=drop_single_last)
-    return loaders
-
-
-def _workers_loaders(cfg, datasets, rank, world_size, drop_single_last):
-    """{split: DataLoader over the dataset with its per-item transforms}."""
-    for split, dataset in datasets.items():
-        dataset.transforms = build_transforms(transform_specs(cfg.data, split), cfg.data.mean, cfg.data.std,
-                                              key=f"data.transforms.{TRANSFORMS_OF[split]}")
-    return {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size,
-                               drop_single_last=drop_single_last)
-            for split, dataset in datasets.items()}
+def _split_loader(path, cfg, split, dataset, device, **share):
+    """The loader of `split` on `path`: a DeviceLoader over the split held on `device` as uint8
+    (batched transforms), a DataLoader over CachedImages of its decoded cache (8-bit transforms,
+    batched by NormalizeBatch), or a DataLoader over the dataset with per-item transforms.
+    `share`: rank, world_size and drop_single_last, as build_loaders takes them."""
+    data_cfg = cfg.data
+    prefix, rest = split_prefix(transform_specs(data_cfg, split))
+    if path == "device":
+        images, sizes, labels = split_tensors(dataset, prefix, data_cfg, device)
+        return DeviceLoader(images, labels, build_transforms(rest, data_cfg.mean, data_cfg.std, family="batched"),
+                            cfg.train.batch_size, shuffle=split == "train", seed=cfg.seed, sizes=sizes, **share)
+    if path == "cached":
+        transform, normalize = per_item_plan(rest, data_cfg.mean, data_cfg.std)
+        images, sizes, labels = split_tensors(dataset, prefix, data_cfg, torch.device("cpu"))
+        return make_loader(CachedImages(images, sizes, labels, transform, split), cfg, split, collate_fn=normalize,
+                           **share)
+    dataset.transforms = build_transforms(transform_specs(data_cfg, split), data_cfg.mean, data_cfg.std,
+                                          key=f"data.transforms.{TRANSFORMS_OF[split]}")
+    return make_loader(dataset, cfg, split, **share)
 
 
 def _check_training_batches(loader, world_size) -> None:
@@ -176,8 +161,8 @@ def _check_training_batches(loader, world_size) -> None:
 def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
     """Loaders (train, test, val or None, class_names) on the path choose_loader takes, for
     process `rank` of `world_size` (each gets its share of every global batch of
-    cfg.train.batch_size). With data.val_fraction > 0 the validation
-    images are held out of the training split (split_datasets) and transformed as test images.
+    cfg.train.batch_size). With data.val_fraction > 0 the validation images are held out of
+    the training split (split_datasets) and transformed as test images.
     data.num_workers is capped at the CPUs this process may use, with a note (worker_count).
     drop_single_last (for a model with BatchNorm): a last training batch that would give a
     process one image is left out of each epoch, with a note.
@@ -194,15 +179,12 @@ def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
     device = resolve_device(cfg.device)
     path, reason = choose_loader(cfg, datasets, device)
     workers, workers_note = worker_count(data_cfg.num_workers)
-    if path == "device":
-        loaders = _device_loaders(cfg, datasets, device, rank, world_size, drop_single_last)
-        print(f"Data loader: device, batches built on {device} ({reason})")
-    elif path == "cached":
-        loaders = _cached_loaders(cfg, datasets, rank, world_size, drop_single_last)
-        print(f"Data loader: cached, {workers} worker processes over the decoded cache ({reason})")
-    else:
-        loaders = _workers_loaders(cfg, datasets, rank, world_size, drop_single_last)
-        print(f"Data loader: workers, {workers} worker processes ({reason})")
+    loaders = {split: _split_loader(path, cfg, split, dataset, device, rank=rank, world_size=world_size,
+                                    drop_single_last=drop_single_last)
+               for split, dataset in datasets.items()}
+    how = {"device": f"batches built on {device}", "cached": f"{workers} worker processes over the decoded cache",
+           "workers": f"{workers} worker processes"}[path]
+    print(f"Data loader: {path}, {how} ({reason})")
     if workers_note and path != "device":
         print(workers_note)
     _check_training_batches(loaders["train"], world_size)

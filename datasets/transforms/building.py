@@ -1,17 +1,12 @@
 """Transform pipelines built from the config's lists of (name, kwargs), in three families:
 
-* "per_item": on PIL images (the `workers` path, evaluation, prediction): this project's
-  ColorJitterFactor (CUSTOM_TRANSFORMS), else the torchvision.transforms class of the name.
-* "eight_bit": on uint8 [H, W, 3] RGB arrays (the `cached` path,
-  datasets/loading/cached_items.py): the array twin of a name where it has one
-  (array_transforms.ARRAY_TWINS: the same random draws), else the per-item transform run
-  through PIL (OnPIL). Needs OpenCV.
-* "batched": on an ImageBatch [B, C, H, W] on the training device (the `device` path): the
-  batched twin of a name (batched_transforms.BATCHED_TRANSFORMS), composed by BatchedCompose;
-  a name or arguments without one raise NotBatchable, naming it.
-
-A Normalize without mean/std takes the dataset's (data.mean/std): normalize_kwargs, the one
-default of all three.
+* "per_item", on PIL images (`workers` path, evaluation, prediction): CUSTOM_TRANSFORMS, else
+  the torchvision.transforms class of the name.
+* "eight_bit", on uint8 [H, W, 3] RGB arrays (`cached` path; needs OpenCV): the name's twin in
+  array_transforms.ARRAY_TWINS (same random draws), else the per-item transform through PIL.
+* "batched", on an ImageBatch [B, C, H, W] on the training device (`device` path): the name's
+  twin in batched_transforms.BATCHED_TRANSFORMS; without one, NotBatchable names it.
+A Normalize without mean/std takes data.mean/std (normalize_kwargs, the one default).
 """
 from torchvision import transforms as T
 
