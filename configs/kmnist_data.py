@@ -25,7 +25,7 @@ data_cfg = EasyDict(
     num_workers=0,
     # auto | device | cached | workers: batches built on the training device from the whole
     # split held there as uint8 (auto: when the transforms have batched versions and it fits),
-    # or per item in DataLoader workers (cached: image files only). See datasets/loading/choice.py.
+    # or per item in DataLoader workers (cached: image files only). See datasets/loading/loaders.py.
     loader="auto",
     **validation_defaults,
     # Per-channel mean/std of the training images scaled to [0, 1]. None: computed from the

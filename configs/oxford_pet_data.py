@@ -28,7 +28,7 @@ data_cfg = EasyDict(
         "annotations.tar.gz": "95a8c909bbe2e81eed6a22bccdf3f68f",
     },
     num_workers=4,
-    # auto | device | cached | workers (datasets/loading/choice.py; auto: device on a GPU, cached on
+    # auto | device | cached | workers (datasets/loading/loaders.py; auto: device on a GPU, cached on
     # the CPU). device and cached decode every image once into cache_dir (None:
     # <repo>/data/cache), capped at cache_max_side px on the longer side.
     loader="auto",

@@ -12,7 +12,6 @@ import torch
 from torchvision.transforms import functional as TF
 
 import datasets.loading.cached_items
-import datasets.loading.choice
 import datasets.loading.loaders
 from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_plan
 from datasets.loading.item_seeds import dataset_of
@@ -100,7 +99,7 @@ def test_auto_takes_the_cached_path_for_pets_files_on_the_cpu_when_they_fit(pets
     notes = loader_notes(capsys)
     assert len(notes) == 1 and "cached" in notes[0] and "CPU" in notes[0]
 
-    monkeypatch.setattr(datasets.loading.choice, "device_memory_bytes", lambda device: 1000)
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 1000)
     train, _, _ = datasets.loading.loaders.build_loaders(pets_cfg)
     assert isinstance(dataset_of(train), OxfordIIITPet)
     notes = loader_notes(capsys)
@@ -158,18 +157,18 @@ def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_ta
     pets_cfg.data.loader = "auto"
     splits = datasets.loading.loaders.split_datasets(pets_cfg)
     gpu = torch.device("cuda")  # only named: choose_loader asks the GPU nothing but its memory, patched here
-    monkeypatch.setattr(datasets.loading.choice, "device_memory_bytes",
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes",
                         lambda device: 1000 if device.type == "cuda" else 2**40)
-    kind, reason = datasets.loading.choice.choose_loader(pets_cfg, splits, gpu)
+    kind, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "cuda memory" in reason and set(splits) == {"train", "test"}
-    assert datasets.loading.choice.cached_refusal(pets_cfg.data, splits) is None  # both splits can take it
+    assert datasets.loading.loaders.cached_refusal(pets_cfg.data, splits) is None  # both splits can take it
 
-    monkeypatch.setattr(datasets.loading.choice, "device_memory_bytes", lambda device: 2**40)
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 2**40)
     pets_cfg.data.transforms.train = [("RandomResizedCrop", {"size": 32}), ("RandomRotation", {"degrees": 10}),
                                       ("ToTensor", {}), ("Normalize", {})]
-    kind, reason = datasets.loading.choice.choose_loader(pets_cfg, splits, gpu)
+    kind, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "RandomRotation" in reason
-    assert datasets.loading.choice.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
+    assert datasets.loading.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
 
 
 def test_without_opencv_the_library_works_and_only_the_cached_path_says_what_is_missing(pets_cfg, capsys, monkeypatch):

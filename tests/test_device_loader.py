@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-import datasets.loading.choice
 import datasets.loading.loaders
 import datasets.oxford_pet
 from datasets.loading.device_loader import DeviceLoader
@@ -234,7 +233,7 @@ def test_unknown_loader_value_is_a_config_error(kmnist_root, tmp_path):
 
 
 def test_auto_uses_workers_when_the_data_does_not_fit_the_memory_budget(kmnist_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(datasets.loading.choice, "device_memory_bytes", lambda device: 1000)
+    monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 1000)
     train, _, _ = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path))
     assert isinstance(train, DataLoader)
     notes = loader_notes(capsys)

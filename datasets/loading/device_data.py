@@ -50,7 +50,7 @@ def split_tensors(dataset, prefix_specs, data_cfg, device):
     `sizes` is None when every image fills the canvas.
     """
     labels = dataset.labels.to(device)
-    if is_in_memory(dataset):  # choice.batched_refusal admits no prefix for these
+    if is_in_memory(dataset):  # loaders.batched_refusal admits no prefix for these
         images = dataset.images
         return (images[:, None] if images.dim() == 3 else images).to(device), None, labels
     prefix = build_transforms(prefix_specs) if prefix_specs else None
