@@ -3,10 +3,9 @@
 `check_values(cfg)` applies RULES (dotted key -> what the key accepts) to every key present
 in the config and raises one ConfigError that names each bad key, its value and the allowed
 range. `warnings_for(cfg)` returns notes on settings that are valid but probably unintended
-(a warmup as long as the run). The choice lists defined here (LOADERS, SCHEDULES, BACKENDS,
-NEPTUNE_MODES) are the ones the modules acting on them import, since utils imports nothing of
-theirs; the names of registries (data.name, model_name) are checked against them by
-tests/test_config.py.
+(a warmup as long as the run). Choice lists (LOADERS, SCHEDULES, BACKENDS, NEPTUNE_MODES) are
+defined here and imported by the modules that act on them (utils imports nothing of theirs);
+tests/test_config.py checks the registries' names (data.name, model_name) against the rules.
 """
 import math
 import re
