@@ -3,6 +3,7 @@ import os
 
 from easydict import EasyDict
 
+from configs.defaults import validation_defaults
 from configs.paths import DATA_DIR
 
 data_cfg = EasyDict(
@@ -26,13 +27,7 @@ data_cfg = EasyDict(
     # split held there as uint8 (auto: when the transforms have batched versions and it fits),
     # or per item in DataLoader workers (cached: image files only). See datasets/loading/loaders.py.
     loader="auto",
-    # Share of the training split held out for validation (stratified per class, fixed by
-    # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment
-    # asks. Test metrics are reported every epoch either way.
-    val_fraction=0.0,
-    # Seed of the hold-out; None: the run's seed. Fix it (e.g. 0) to keep the same validation
-    # images across seeds, so that validation figures vary with training only.
-    val_seed=None,
+    **validation_defaults,
     # Per-channel mean/std of the training images scaled to [0, 1]. None: computed from the
     # training split at start-up (what show_statistic prints) and saved with the run.
     mean=None,

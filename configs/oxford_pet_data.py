@@ -8,6 +8,7 @@ import os
 
 from easydict import EasyDict
 
+from configs.defaults import validation_defaults
 from configs.paths import CACHE_DIR, DATA_DIR
 
 IMAGENET_MEAN = [0.485, 0.456, 0.405]  # as the assignment writes it (0.406 in torchvision)
@@ -32,13 +33,7 @@ data_cfg = EasyDict(
     # on Kaggle its scratch folder /kaggle/temp/cache, never part of a saved version's output:
     # configs/paths.py), capped at cache_max_side px on the longer side.
     loader="auto",
-    # Share of the training split held out for validation (stratified per class, fixed by
-    # val_seed): best.pt is then chosen on it. 0: chosen on the test split, as the assignment
-    # asks. Test metrics are reported every epoch either way.
-    val_fraction=0.0,
-    # Seed of the hold-out; None: the run's seed. Fix it (e.g. 0) to keep the same validation
-    # images across seeds, so that validation figures vary with training only.
-    val_seed=None,
+    **validation_defaults,
     cache_dir=CACHE_DIR,
     cache_max_side=500,
     mean=IMAGENET_MEAN,

@@ -11,11 +11,10 @@ import copy
 
 from easydict import EasyDict
 
-from configs.vgg16_cfg import cfg as vgg16_cfg
+from configs.pets_base import cfg as pets_cfg
 
-cfg = copy.deepcopy(vgg16_cfg)
+cfg = copy.deepcopy(pets_cfg)
 cfg.exp_name = "resnet50"
 cfg.model_name = "ResNet50"
 cfg.model = EasyDict(variant="A", zero_gamma=False)  # variant: A (original) | B | C | D
-cfg.train.update(optimizer="Adam", optimizer_args={"betas": (0.9, 0.999)}, lr=1e-3, weight_decay=1e-4,
-                 scheduler="constant")
+cfg.train.update(optimizer="Adam", optimizer_args={"betas": (0.9, 0.999)}, weight_decay=1e-4)

@@ -181,7 +181,7 @@ class OxfordIIITPet(Dataset):
     split lists hold (a model for this dataset always has 37 outputs).
     """
 
-    image_mode, image_size = "RGB", None
+    image_mode = "RGB"
     classes = list(CLASSES)
     # (width, height) of images the release holds, for checks that read none (executors/preflight.py):
     # its usual landscape and portrait sizes, and a small one (the smallest of a 940-image sample)
@@ -252,7 +252,7 @@ class OxfordIIITPet(Dataset):
                 "mean": mean, "std": std}
 
     @classmethod
-    def load_image_for_inference(cls, path: Path) -> Image.Image:
+    def decode_training_image(cls, path: Path) -> Image.Image:
         """An image file decoded by content and converted to RGB (the training decode)."""
         return decode_rgb(Path(path))
 

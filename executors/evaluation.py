@@ -8,7 +8,7 @@ from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accu
 from utils.runtime import Precision
 
 
-def to_device(batch: dict, device: torch.device, channels_last: bool = False):
+def batch_to_device(batch: dict, device: torch.device, channels_last: bool = False):
     """(images [B, C, H, W], labels [B]) of a dataset batch dict, on `device`; copies from the
     host do not block on CUDA. `channels_last`: 4-D images in channels_last (NHWC) memory."""
     non_blocking = device.type == "cuda"
@@ -43,7 +43,7 @@ class _Tally:
 def evaluate_model(model, loader, device, num_classes, precision=Precision(), channels_last=False,
                    reduce=None, tta="none") -> dict:
     """Run `model.eval()` over `loader` in autocast `precision` (as in training), images in
-    channels_last memory if asked (see to_device); returns loss (mean cross-entropy without
+    channels_last memory if asked (see batch_to_device); returns loss (mean cross-entropy without
     smoothing), accuracy, balanced_accuracy (floats) and confusion (int64 [num_classes, num_classes]).
 
     `tta` (executors/tta.TTA_MODES): other than "none", the same pass also scores the mean
@@ -57,7 +57,7 @@ def evaluate_model(model, loader, device, num_classes, precision=Precision(), ch
     plain = _Tally(num_classes, device)
     augmented = _Tally(num_classes, device) if tta != "none" else None
     for batch in loader:
-        images, labels = to_device(batch, device, channels_last)
+        images, labels = batch_to_device(batch, device, channels_last)
         with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
             logits = model(images)
             averaged = tta_logits(model, images, tta, logits) if augmented is not None else None

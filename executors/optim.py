@@ -14,8 +14,7 @@ import math
 import torch
 
 from utils.errors import ConfigError, did_you_mean
-
-SCHEDULES = ("cosine", "constant")
+from utils.validation import SCHEDULES
 
 
 def resolve_lr(train_cfg) -> float:

@@ -23,7 +23,7 @@ from executors.checkpoints.checkpoint import (load_checkpoint, load_model_weight
                                               save_checkpoint)
 from executors.checkpoints.resume import check_resumable
 from executors.compiled import TrainingForward
-from executors.evaluation import evaluate_model, to_device
+from executors.evaluation import batch_to_device, evaluate_model
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
@@ -115,7 +115,7 @@ class Trainer:
     def _train_step(self, batch) -> None:
         """Train on one batch and advance the lr schedule; the batch's metrics are queued on the
         device in self.step_metrics (no host synchronisation)."""
-        images, labels = to_device(batch, self.device, self.channels_last)
+        images, labels = batch_to_device(batch, self.device, self.channels_last)
         lr = self.optimizer.param_groups[0]["lr"]
         loss, logits, skipped = self.forward.run_step(self._forward_backward, images, labels)
         self.scheduler.step()
@@ -290,7 +290,7 @@ class Trainer:
         max_steps = max_steps or self.cfg.train.overfit_batch_steps
         for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base_lr  # LambdaLR set the warmup's first-step lr at construction
-        images, labels = to_device(next(iter(self.train_loader)), self.device, self.channels_last)
+        images, labels = batch_to_device(next(iter(self.train_loader)), self.device, self.channels_last)
         accuracy, step = 0.0, 0
         while step < max_steps and accuracy < 1.0:
             self.model.train()

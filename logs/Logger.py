@@ -36,8 +36,8 @@ from logs.neptune_backend import api_token
 from utils.atomic_files import save_figure_atomic
 from utils.config import is_secret_key, redact, to_plain
 from utils.errors import ConfigError, did_you_mean
+from utils.validation import BACKENDS
 
-BACKENDS = ("mlflow", "neptune", "tensorboard", "none")
 TRACKER_FILE = "tracker.json"  # {"backend": "mlflow", "run_id": "..."}
 STATUSES = ("FINISHED", "FAILED", "KILLED")
 

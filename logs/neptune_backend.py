@@ -21,10 +21,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from utils.errors import ConfigError
+from utils.validation import NEPTUNE_MODES as MODES
 
 TOKEN_VARIABLE = "NEPTUNE_API_TOKEN"
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MODES = ("offline", "debug", "async", "sync")
 CONNECTED_MODES = ("async", "sync")
 
 

@@ -17,9 +17,10 @@ from torchvision.transforms import functional as TF
 
 from datasets.synthetic import kmnist_arrays
 from datasets.transforms.batch import ImageBatch
-from datasets.transforms.batched_color import (ColorJitterFactor, adjust_brightness, adjust_saturation, scale_hue)
+from datasets.transforms.batched_color import (BatchedColorJitterFactor, adjust_brightness, adjust_saturation,
+                                               scale_hue)
 from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
-from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.transforms.batched_transforms import NotBatchable, split_prefix
 from datasets.transforms.building import build_transforms
 from datasets.transforms.color_jitter import ColorJitterFactor as PILColorJitterFactor
 from tests.synthetic_batches import edge_replicated_canvas, natural_rgb_images
@@ -120,7 +121,7 @@ def test_pad_then_random_crop_cuts_the_padded_image_at_uniform_offsets():
     images = random_uint8((count, 1, 28, 28), seed=4)
     padded = TF.pad(images, 2)
     specs = load_config("mlp_augment").data.transforms.train[:2]  # Pad 2, RandomCrop 28
-    out = build_batched_transforms(specs)(ImageBatch(images), generator(5))
+    out = build_transforms(specs, family="batched")(ImageBatch(images), generator(5))
     assert out.dtype == torch.float32 and out.shape == images.shape
     out = (out * 255).round().to(torch.uint8)
     matches = torch.stack([(out == padded[:, :, top:top + 28, left:left + 28]).flatten(1).all(1)
@@ -260,7 +261,7 @@ def run_both(specs, arrays, count, mean=None, std=None, seed=0, mode="RGB"):
     else:
         canvas, sizes = edge_replicated_canvas(arrays)
         sizes = None if (sizes == torch.tensor(canvas.shape[2:])).all() else sizes
-    batched = build_batched_transforms(specs, mean, std)
+    batched = build_transforms(specs, mean, std, family="batched")
     which = torch.arange(count) % len(arrays)
     rng = generator(seed)
     out = torch.cat([batched(ImageBatch(canvas[chunk], None if sizes is None else sizes[chunk]), rng)
@@ -335,10 +336,10 @@ def test_colour_jitter_with_factor_one_is_the_identity():
     images = torch.round(random_unit((16, 3, 9, 11), seed=15) * 255) / 255  # 8-bit levels, as decoded images
     images[0] = 128 / 255  # grey: no hue
     images[1, 0] = 1.0  # a saturated channel
-    jitter = ColorJitterFactor(brightness=(1, 1), saturation=(1, 1), hue=(1, 1))
+    jitter = BatchedColorJitterFactor(brightness=(1, 1), saturation=(1, 1), hue=(1, 1))
     out = jitter(ImageBatch(images), generator())
     torch.testing.assert_close(out.images, images, atol=1e-6, rtol=0)
-    nothing = ColorJitterFactor(brightness=None, saturation=None, hue=None)
+    nothing = BatchedColorJitterFactor(brightness=None, saturation=None, hue=None)
     assert torch.equal(nothing(ImageBatch(images), generator()).images, images)
 
 
@@ -382,7 +383,7 @@ def test_adjust_saturation_and_brightness_equal_the_per_item_pil_versions():
 
 def test_colour_jitter_parameters_are_uniform_and_orders_are_permutations():
     count = 6000
-    jitter = ColorJitterFactor(brightness=(0.6, 1.4), saturation=(0.5, 1.0), hue=(0.9, 1.1))
+    jitter = BatchedColorJitterFactor(brightness=(0.6, 1.4), saturation=(0.5, 1.0), hue=(0.9, 1.1))
     factors, order = jitter.sample_params(count, generator(18))
     for name, (low, high) in jitter.ranges.items():
         values = factors[name].double().numpy()
@@ -392,13 +393,13 @@ def test_colour_jitter_parameters_are_uniform_and_orders_are_permutations():
     assert (order.sort(dim=1).values == torch.arange(3)).all()
     _, counts = torch.unique(order, dim=0, return_counts=True)
     assert len(counts) == 6 and chisquare(counts.numpy()).pvalue > P_MIN
-    partial = ColorJitterFactor(brightness=None, saturation=(0.6, 1.4), hue=None)
+    partial = BatchedColorJitterFactor(brightness=None, saturation=(0.6, 1.4), hue=None)
     assert set(partial.sample_params(5, generator())[0]) == {"saturation"}
 
 
 def test_colour_jitter_applies_the_adjustments_in_each_samples_order():
     images = random_unit((24, 3, 6, 6), seed=19)
-    jitter = ColorJitterFactor()
+    jitter = BatchedColorJitterFactor()
     factors, order = jitter.sample_params(24, generator(20))
     out = jitter.apply(images, factors, order)
     steps = {0: adjust_brightness, 1: adjust_saturation, 2: scale_hue}
@@ -416,7 +417,7 @@ def test_colour_jitter_range_none_leaves_that_property_unchanged(kept):
     images = random_unit((20, 3, 6, 6), seed=21)
     ranges = {name: None for name in ("brightness", "saturation", "hue")}
     ranges[kept] = (0.6, 1.4)
-    jitter = ColorJitterFactor(**ranges)
+    jitter = BatchedColorJitterFactor(**ranges)
     factors, order = jitter.sample_params(20, generator(22))
     expected = {"brightness": adjust_brightness, "saturation": adjust_saturation, "hue": scale_hue}[kept](
         images.clone(), factors[kept])
@@ -438,7 +439,7 @@ def pil_jitter(arrays, factors, order):
 def jitter_both(seed, brightness_scale=1.0):
     arrays = [np.clip(a * brightness_scale, 0, 255).astype(np.uint8)
               for a in natural_rgb_images([(24, 24)] * 300, seed=seed)]
-    jitter = ColorJitterFactor()
+    jitter = BatchedColorJitterFactor()
     factors, order = jitter.sample_params(len(arrays), generator(seed))
     batched = jitter.apply(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2), factors, order)
     return pil_jitter(arrays, factors, order), batched
@@ -463,12 +464,12 @@ def test_colour_jitter_has_no_systematic_offset_from_the_per_item_version():
     assert ((mean_a - mean_b).abs() <= 0.01 * mean_a).all(), (mean_a, mean_b)
 
 
-# ---------------------------------------------------------------- build_batched_transforms
+# ---------------------------------------------------------------- build_transforms, batched family
 
 
 def test_a_transform_without_a_batched_version_raises_not_batchable_naming_it():
     with pytest.raises(NotBatchable, match="GaussianBlur") as error:
-        build_batched_transforms([("ToTensor", {}), ("GaussianBlur", {"kernel_size": 3})])
+        build_transforms([("ToTensor", {}), ("GaussianBlur", {"kernel_size": 3})], family="batched")
     assert isinstance(error.value, ConfigError)
     assert str(error.value) == f"{error.value.problem}; use data.loader='workers'."  # auto's note quotes the problem
     assert error.value.problem.startswith("the transform GaussianBlur has no batched version")
@@ -484,19 +485,20 @@ def test_a_transform_without_a_batched_version_raises_not_batchable_naming_it():
 ])
 def test_unsupported_arguments_raise_not_batchable_naming_the_transform(spec):
     with pytest.raises(NotBatchable, match=spec[0]):
-        build_batched_transforms([spec])
+        build_transforms([spec], family="batched")
 
 
 def test_normalize_without_arguments_uses_the_given_mean_and_std():
     images = random_uint8((3, 1, 4, 4), seed=25)
-    compose = build_batched_transforms([("ToTensor", {}), ("Normalize", {})], mean=[0.5], std=[0.25])
+    compose = build_transforms([("ToTensor", {}), ("Normalize", {})], mean=[0.5], std=[0.25], family="batched")
     torch.testing.assert_close(compose(ImageBatch(images), generator()), (images.float() / 255 - 0.5) / 0.25,
                                atol=1e-6, rtol=0)
-    explicit = build_batched_transforms([("Normalize", {"mean": [0.1], "std": [0.5]})], mean=[0.5], std=[0.25])
+    explicit = build_transforms([("Normalize", {"mean": [0.1], "std": [0.5]})], mean=[0.5], std=[0.25],
+                                family="batched")
     torch.testing.assert_close(explicit(ImageBatch(images), generator()), (images.float() / 255 - 0.1) / 0.5,
                                atol=1e-6, rtol=0)
     # Whatever the list, the compose ends in float [0, 1] images.
-    assert torch.equal(build_batched_transforms([])(ImageBatch(images), generator()), images.float() / 255)
+    assert torch.equal(build_transforms([], family="batched")(ImageBatch(images), generator()), images.float() / 255)
 
 
 def test_split_prefix_takes_only_the_leading_resize_and_centre_crop():

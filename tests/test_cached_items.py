@@ -128,7 +128,7 @@ def test_lists_the_cached_path_cannot_run_fall_back_or_fail(pets_cfg, kmnist_roo
 
 def test_preview_of_the_cached_path_shows_cached_originals_and_normalised_batches(pets_cfg):
     pets_cfg.data.loader = "cached"
-    train = datasets.loading.loaders.build_loaders(pets_cfg)[0]
+    train = datasets.loading.loaders.build_loaders(pets_cfg).train
     state = torch.get_rng_state()
     originals, augmented, labels = augmentation_preview(train, count=4)
     assert torch.equal(torch.get_rng_state(), state)
@@ -159,13 +159,14 @@ def test_auto_on_a_gpu_takes_the_cached_path_for_files_the_device_path_cannot_ta
     gpu = torch.device("cuda")  # only named: choose_loader asks the GPU nothing but its memory, patched here
     monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes",
                         lambda device: 1000 if device.type == "cuda" else 2**40)
-    kind, plans, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
-    assert kind == "cached" and "cuda memory" in reason and set(plans) == {"train", "test"}
+    kind, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
+    assert kind == "cached" and "cuda memory" in reason and set(splits) == {"train", "test"}
+    assert datasets.loading.loaders.cached_refusal(pets_cfg.data, splits) is None  # both splits can take it
 
     monkeypatch.setattr(datasets.loading.loaders, "device_memory_bytes", lambda device: 2**40)
     pets_cfg.data.transforms.train = [("RandomResizedCrop", {"size": 32}), ("RandomRotation", {"degrees": 10}),
                                       ("ToTensor", {}), ("Normalize", {})]
-    kind, _, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
+    kind, reason = datasets.loading.loaders.choose_loader(pets_cfg, splits, gpu)
     assert kind == "cached" and "RandomRotation" in reason
     assert datasets.loading.loaders.choose_loader(pets_cfg, splits, torch.device("cpu"))[0] == "cached"
 
@@ -179,5 +180,5 @@ def test_without_opencv_the_library_works_and_only_the_cached_path_says_what_is_
     assert finished.returncode == 0, finished.stderr
     assert "needs OpenCV" in finished.stdout and "opencv-python-headless" in finished.stdout
 
-    monkeypatch.setattr(datasets.loading.cached_items, "ARRAY_TWINS", None)  # what that import leaves
+    monkeypatch.setattr(datasets.loading.cached_items, "cv2", None)  # what that import leaves
     assert_auto_takes_workers_and_cached_fails(pets_cfg, capsys, "needs OpenCV")

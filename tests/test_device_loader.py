@@ -16,7 +16,7 @@ from datasets.loading.device_loader import DeviceLoader
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.synthetic import write_kmnist_idx
 from datasets.synthetic import write_pets
-from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms
+from datasets.transforms.batched_transforms import NotBatchable
 from datasets.transforms.building import build_transforms
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.trainer import Trainer
@@ -61,8 +61,8 @@ def indices_of(batch):
 
 def index_loader(count=103, batch_size=10, **kwargs):
     options = {"shuffle": True, "seed": 5, **kwargs}
-    return DeviceLoader(index_images(count), torch.arange(count) * 3, build_batched_transforms([]), batch_size,
-                        **options)
+    return DeviceLoader(index_images(count), torch.arange(count) * 3, build_transforms([], family="batched"),
+                        batch_size, **options)
 
 
 def epoch_indices(loader, epoch=None):
@@ -98,7 +98,8 @@ def test_order_depends_on_seed_and_epoch_only():
 
 def test_augmentations_are_the_same_for_the_same_epoch_and_differ_across_epochs():
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    transform = build_batched_transforms([("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1)}), ("ToTensor", {})])
+    transform = build_transforms([("RandomAffine", {"degrees": 10, "translate": (0.1, 0.1)}), ("ToTensor", {})],
+                                 family="batched")
     loader = DeviceLoader(images, torch.arange(40), transform, 16, shuffle=False, seed=0)
     run = [torch.cat([b["image"] for b in loader]) for _ in range(2)]
     loader.set_epoch(1)
@@ -138,13 +139,14 @@ def test_evaluation_shares_count_every_image_once():
 
 def test_images_must_be_uint8_batches():
     with pytest.raises(ValueError, match="uint8"):
-        DeviceLoader(torch.zeros(4, 1, 2, 2), torch.arange(4), build_batched_transforms([]), 2, shuffle=False, seed=0)
+        DeviceLoader(torch.zeros(4, 1, 2, 2), torch.arange(4), build_transforms([], family="batched"), 2, shuffle=False,
+                     seed=0)
 
 
 def test_preview_shows_originals_cropped_to_their_sizes_and_leaves_the_rng_alone():
     arrays = natural_rgb_images([(30, 40), (40, 30), (24, 24), (40, 40)] * 4, seed=1)
     canvas, sizes = edge_replicated_canvas(arrays)
-    transform = build_batched_transforms([("RandomResizedCrop", {"size": 16}), ("RandomHorizontalFlip", {})])
+    transform = build_transforms([("RandomResizedCrop", {"size": 16}), ("RandomHorizontalFlip", {})], family="batched")
     loader = DeviceLoader(canvas, torch.arange(16) % 4, transform, 4, shuffle=True, seed=3, sizes=sizes)
     before = [b["image"] for b in loader]
     rng = torch.get_rng_state()
@@ -158,7 +160,8 @@ def test_preview_shows_originals_cropped_to_their_sizes_and_leaves_the_rng_alone
     assert 0 <= augmented.min() and augmented.max() <= 1
     after = [b["image"] for b in loader]  # the epoch's batches are untouched by the preview
     assert all(torch.equal(a, b) for a, b in zip(before, after))
-    grey = DeviceLoader(index_images(5), torch.arange(5), build_batched_transforms([]), 2, shuffle=False, seed=0)
+    grey = DeviceLoader(index_images(5), torch.arange(5), build_transforms([], family="batched"), 2, shuffle=False,
+                        seed=0)
     assert [o.shape for o in grey.preview(count=2)[0]] == [(2, 2), (2, 2)]  # one channel: [H, W]
 
 
@@ -196,7 +199,7 @@ def test_data_loader_setting_picks_the_path(kmnist_root, tmp_path, capsys, choic
 
 def test_device_test_batches_equal_the_workers_test_batches(kmnist_root, tmp_path):
     loaders = {choice: datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment",
-                                                                 f"data.loader='{choice}'"))[1]
+                                                                 f"data.loader='{choice}'")).test
                for choice in ("device", "workers")}
     device, workers = ([batch for batch in loaders[choice]] for choice in ("device", "workers"))
     torch.testing.assert_close(torch.cat([b["image"] for b in device]), torch.cat([b["image"] for b in workers]),

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from datasets.loading.device_loader import DeviceLoader
 from datasets.synthetic import write_kmnist_idx
-from datasets.transforms.batched_transforms import build_batched_transforms
+from datasets.transforms.building import build_transforms
 from executors.distributed import all_reduce_sum
 from executors.evaluation import evaluate_model
 
@@ -89,7 +89,7 @@ def test_an_error_in_the_processes_stops_the_run_with_its_message(kmnist_root, t
 
 def _evaluate_share(rank, world_size, init_file, images, labels, model, result_file):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    loader = DeviceLoader(images, labels, build_batched_transforms([("ToTensor", {})]), 16, shuffle=False,
+    loader = DeviceLoader(images, labels, build_transforms([("ToTensor", {})], family="batched"), 16, shuffle=False,
                           seed=0, rank=rank, world_size=world_size)
     metrics = evaluate_model(model, loader, torch.device("cpu"), 10, reduce=all_reduce_sum)
     if rank == 0:
@@ -106,7 +106,8 @@ def test_evaluation_is_summed_exactly_over_processes(tmp_path):
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 10))
     mp.spawn(_evaluate_share, args=(3, tmp_path / "init", images, labels, model, tmp_path / "result.pt"), nprocs=3)
     reduced = torch.load(tmp_path / "result.pt", weights_only=True)
-    whole = DeviceLoader(images, labels, build_batched_transforms([("ToTensor", {})]), 16, shuffle=False, seed=0)
+    whole = DeviceLoader(images, labels, build_transforms([("ToTensor", {})], family="batched"), 16, shuffle=False,
+                         seed=0)
     single = evaluate_model(model, whole, torch.device("cpu"), 10)
     assert int(reduced["confusion"].sum()) == 101
     assert torch.equal(reduced["confusion"], single["confusion"])

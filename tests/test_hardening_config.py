@@ -225,7 +225,7 @@ def test_only_batchnorm_models_leave_an_image_out(roots, tmp_path):
     kmnist = write_kmnist_images(tmp_path / "kmnist", train_count=21)
     cfg = load_config("mlp", overrides(roots, tmp_path, "mlp") + [f"data.root='{kmnist}'", "train.batch_size=10",
                                                                    "data.loader='workers'"])
-    assert [len(b["label"]) for b in build_loaders(cfg)[0]] == [10, 10, 1]
+    assert [len(b["label"]) for b in build_loaders(cfg).train] == [10, 10, 1]
     assert not has_batch_norm("MLP", cfg.model) and has_batch_norm("MLP", load_config(
         "mlp", [BATCH_NORM_MLP]).model) and has_batch_norm("ResNet50", {})
 
@@ -236,7 +236,7 @@ def test_the_cached_path_leaves_a_single_last_image_out_and_every_epoch_another(
         f"data.root='{pets}'", "data.loader='cached'", f"data.cache_dir='{tmp_path / 'cache'}'",
         "data.transforms.train=[('RandomResizedCrop',{'size':16}),('ToTensor',{}),('Normalize',{})]",
         "data.transforms.test=[('Resize',{'size':16}),('CenterCrop',{'size':16}),('ToTensor',{}),('Normalize',{})]"]
-    train = build_loaders(load_config("resnet50", settings), drop_single_last=True)[0]
+    train = build_loaders(load_config("resnet50", settings), drop_single_last=True).train
     assert "it is left out" in capsys.readouterr().out
     seen = []
     for epoch in range(3):

@@ -102,11 +102,11 @@ def test_augmented_kmnist_batches_do_not_depend_on_the_number_of_workers(kmnist_
     for workers in (0, 2):
         cfg = kmnist_cfg(kmnist_root, tmp_path, "mlp_augment", "data.loader='workers'",
                          f"data.num_workers={workers}")
-        train = datasets.loading.loaders.build_loaders(cfg)[0]
+        train = datasets.loading.loaders.build_loaders(cfg).train
         assert isinstance(train.dataset, SeededItems) and isinstance(dataset_of(train), KMNIST)
         batches[workers] = [batch for epoch in epochs_of(train, 2) for batch in epoch[:3]]
     for alone, parallel in zip(batches[0], batches[2]):
         assert torch.equal(alone["label"], parallel["label"]) and torch.equal(alone["image"], parallel["image"])
     assert not torch.equal(batches[0][0]["image"], batches[0][3]["image"])  # epoch 1 is another epoch
-    device_train = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment"))[0]
+    device_train = datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path, "mlp_augment")).train
     assert dataset_of(device_train) is None  # the device loader holds tensors, not a dataset

@@ -227,7 +227,7 @@ def test_a_huge_image_of_another_format_is_refused_with_a_message(tmp_path, smal
         with pytest.raises(DataError, match=r"huge.png is 2400x1800 pixels .* scale it down first"):
             dataset.image_for_prediction(path)
     with pytest.raises(DataError, match="huge.png"):  # the training decode refuses it too
-        OxfordIIITPet.load_image_for_inference(path)
+        OxfordIIITPet.decode_training_image(path)
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])

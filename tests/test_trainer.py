@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from executors.checkpoints.checkpoint import load_checkpoint
-from executors.evaluation import to_device
+from executors.evaluation import batch_to_device
 from executors.run_folders.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
@@ -270,7 +270,7 @@ def test_cnn_in_channels_last_trains(tmp_path, monkeypatch):
     trainer = Trainer(cfg, loader, loader, [f"c{i}" for i in range(4)])
     conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)
-    images, _ = to_device(next(iter(loader)), trainer.device, trainer.channels_last)
+    images, _ = batch_to_device(next(iter(loader)), trainer.device, trainer.channels_last)
     assert images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
     assert math.isfinite(trainer.make_step(next(iter(loader)))["loss"])
     assert trainer.evaluate()["confusion"].sum() == 8

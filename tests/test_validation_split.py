@@ -49,14 +49,14 @@ def test_both_loader_paths_hold_out_the_same_images_and_evaluate_them_as_test_im
                for path in ("device", "workers")}
     assert isinstance(loaders["device"].val, DeviceLoader) and not isinstance(loaders["workers"].val, DeviceLoader)
     train, test, classes = loaders["workers"]  # unpacks as before
-    assert len(classes) == 10 and loaders["workers"][2] == classes
+    assert len(classes) == 10 and loaders["workers"].class_names == classes
     val = {path: [batch for batch in found.val] for path, found in loaders.items()}
     images = {path: torch.cat([b["image"] for b in batches]) for path, batches in val.items()}
     labels = {path: torch.cat([b["label"] for b in batches]) for path, batches in val.items()}
     assert images["device"].shape == (50, 1, 28, 28) and torch.bincount(labels["device"]).tolist() == [5] * 10
     torch.testing.assert_close(images["device"], images["workers"])  # test transforms, no augmentation
     assert torch.equal(labels["device"], labels["workers"])
-    train_counts = {path: sum(len(b["label"]) for b in found[0]) for path, found in loaders.items()}
+    train_counts = {path: sum(len(b["label"]) for b in found.train) for path, found in loaders.items()}
     assert train_counts == {"device": 150, "workers": 150}
     assert "Validation: 50 training images held out" in capsys.readouterr().out
     assert datasets.loading.loaders.build_loaders(kmnist_cfg(kmnist_root, tmp_path)).val is None
@@ -91,7 +91,7 @@ def test_pets_validation_images_come_from_the_training_files_on_the_device_path(
         cfg.data.loader = path
         loaders = datasets.loading.loaders.build_loaders(cfg)
         found[path] = torch.cat([b["image"] for b in loaders.val]), torch.cat([b["label"] for b in loaders.val])
-        assert sum(len(b["label"]) for b in loaders[0]) == 9  # 3 classes x 4, one of each held out
+        assert sum(len(b["label"]) for b in loaders.train) == 9  # 3 classes x 4, one of each held out
     torch.testing.assert_close(found["device"][0], found["workers"][0], atol=1e-5, rtol=0)
     assert found["device"][1].tolist() == found["workers"][1].tolist()
     assert len(set(found["device"][1].tolist())) == 3  # one image of each class

@@ -8,6 +8,8 @@ import torch
 
 from utils.errors import ConfigError
 
+AMP_MODES = ("auto", "bf16", "fp16", "off")  # train.amp
+
 
 def available_devices() -> list:
     """The devices this machine can train on: 'cpu', then 'cuda:0' ... 'cuda:N-1', then 'mps'."""
@@ -67,8 +69,8 @@ def resolve_precision(amp: str, device: torch.device) -> Precision:
     The capability is read with torch.cuda.get_device_capability, not torch.cuda.is_bf16_supported,
     which also answers yes where bf16 is only emulated.
     """
-    if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ConfigError(f"train.amp='{amp}' is not one of auto, bf16, fp16, off.")
+    if amp not in AMP_MODES:
+        raise ConfigError(f"train.amp='{amp}' is not one of {', '.join(AMP_MODES)}.")
     if amp == "off" or (amp == "auto" and device.type != "cuda"):
         return Precision()
     if device.type == "cuda":

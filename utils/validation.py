@@ -3,9 +3,9 @@
 `check_values(cfg)` applies RULES (dotted key -> what the key accepts) to every key present
 in the config and raises one ConfigError that names each bad key, its value and the allowed
 range. `warnings_for(cfg)` returns notes on settings that are valid but probably unintended
-(a warmup as long as the run). The choices here mirror the modules that act on them
-(datasets.loading.loaders.LOADERS, executors.optim.SCHEDULES, logs.Logger.BACKENDS, ...), which
-utils may not import; tests/test_config.py checks that they agree.
+(a warmup as long as the run). Choice lists (LOADERS, SCHEDULES, BACKENDS, NEPTUNE_MODES) are
+defined here and imported by the modules that act on them (utils imports nothing of theirs);
+tests/test_config.py checks the registries' names (data.name, model_name) against the rules.
 """
 import math
 import re
@@ -13,7 +13,12 @@ import re
 import torch
 
 from utils.errors import ConfigError, did_you_mean
-from utils.runtime import resolve_device
+from utils.runtime import AMP_MODES, resolve_device
+
+LOADERS = ("auto", "device", "cached", "workers")  # data.loader: datasets/loading/
+SCHEDULES = ("cosine", "constant")  # train.scheduler: executors/optim.py
+BACKENDS = ("mlflow", "neptune", "tensorboard", "none")  # logger.backend: logs/Logger.py
+NEPTUNE_MODES = ("offline", "debug", "async", "sync")  # logger.neptune_mode: logs/neptune_backend.py
 
 
 class Rule:
@@ -147,7 +152,7 @@ RULES = {
     "data.mirrors": strings(),
     "data.md5": mapping(optional=True),
     "data.num_workers": whole(0),
-    "data.loader": one_of("auto", "device", "cached", "workers"),
+    "data.loader": one_of(*LOADERS),
     "data.cache_dir": path(optional=True),
     "data.cache_max_side": whole(1, optional=True),
     "data.mean": numbers(optional=True),
@@ -167,21 +172,21 @@ RULES = {
         "None or {'base_lr': finite > 0, 'base_batch_size': finite > 0}"),
     "train.weight_decay": number(0),
     "train.no_bias_decay": boolean(),
-    "train.scheduler": one_of("cosine", "constant"),
+    "train.scheduler": one_of(*SCHEDULES),
     "train.warmup_epochs": number(0),
     "train.label_smoothing": number(0, 1, high_open=True),
-    "train.amp": one_of("auto", "bf16", "fp16", "off"),
+    "train.amp": one_of(*AMP_MODES),
     "train.compile": boolean(),
     "train.sync_bn": boolean(),
     "train.max_nonfinite_steps": whole(1, optional=True),
     "train.grad_clip_norm": number(0, low_open=True, optional=True),
     "train.confusion_matrix_every_epoch": boolean(),
     "train.overfit_batch_steps": whole(1),
-    "logger.backend": one_of("mlflow", "neptune", "tensorboard", "none"),
+    "logger.backend": one_of(*BACKENDS),
     "logger.experiment": text(optional=True),
     "logger.tracking_uri": text(optional=True),
     "logger.neptune_project": text(optional=True),
-    "logger.neptune_mode": one_of("offline", "debug", "async", "sync", optional=True),
+    "logger.neptune_mode": one_of(*NEPTUNE_MODES, optional=True),
     "logger.flush_every": whole(1),
 }
 

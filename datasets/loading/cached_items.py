@@ -3,9 +3,10 @@ to feed image files (README, "Speed").
 
 Worker processes take each image from the decoded cache (datasets/files/decoded_cache.py) instead
 of decoding its JPEG, as a uint8 [H, W, 3] view of the cache's planes, and run the config's
-transforms on 8-bit arrays: RandomResizedCrop, RandomHorizontalFlip and ColorJitterFactor
-have array twins (datasets/transforms/array_transforms.py) that draw the same random numbers as the PIL
-transforms of the `workers` path; any other transform runs through PIL.
+transforms on 8-bit arrays (the "eight_bit" family of datasets/transforms/building.py):
+RandomResizedCrop, RandomHorizontalFlip and ColorJitterFactor have array twins that draw the
+same random numbers as the PIL transforms of the `workers` path; any other transform runs
+through PIL.
 ToTensor and Normalize then become one table look-up per channel, written straight into the
 batch (NormalizeBatch). So the two paths give the same crops and flips, with pixels within a
 level or two (the resize and the jitter are computed differently).
@@ -13,22 +14,16 @@ level or two (the resize and the jitter are computed differently).
 import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
-from torchvision import transforms as T
 
-from datasets.transforms.building import build_transforms
+from datasets.transforms.building import build_transforms, normalize_kwargs
 from utils.errors import UnsuitableLoader
 
 try:  # OpenCV: only this path needs it, and per_item_plan says so when it is missing
     import cv2
-
-    from datasets.transforms.array_transforms import (ColorJitterFactor8Bit, OnPIL, RandomHorizontalFlipArray,
-                                                      RandomResizedCropArray)
-    ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
-                   "ColorJitterFactor": ColorJitterFactor8Bit}
 except ModuleNotFoundError as missing:
     if missing.name != "cv2":
         raise
-    cv2 = ARRAY_TWINS = None
+    cv2 = None
 
 BATCH_STEPS = ("ToTensor", "Normalize")  # the list's tail, run per batch by NormalizeBatch
 
@@ -99,11 +94,11 @@ class NormalizeBatch:
 
 
 def per_item_plan(specs, mean=None, std=None):
-    """(per-item transform, NormalizeBatch) for a list of (name, kwargs) without its
-    deterministic prefix: the list must end in ToTensor or ToTensor + Normalize, and those
-    two may not appear earlier; transforms with an array twin (ARRAY_TWINS) become it, the
-    others run through PIL (OnPIL). Raises NotCacheable."""
-    if ARRAY_TWINS is None:
+    """(per-item transform on uint8 [H, W, 3] arrays, NormalizeBatch) for a list of (name,
+    kwargs) without its deterministic prefix: the list must end in ToTensor or ToTensor +
+    Normalize (mean/std defaulting to `mean`/`std`), and those two may not appear earlier;
+    the rest is built in the "eight_bit" family. Raises NotCacheable."""
+    if cv2 is None:
         raise NotCacheable("the cached path needs OpenCV, which is not installed",
                            "pip install -r requirements.txt (opencv-python-headless), or use data.loader='workers'")
     names = [name for name, _ in specs]
@@ -113,7 +108,6 @@ def per_item_plan(specs, mean=None, std=None):
                            f"which the cached path moves to the batch")
     normalize = NormalizeBatch()
     if tail == 2:
-        kwargs = dict(specs[-1][1] or {})
-        normalize = NormalizeBatch(kwargs.get("mean", mean), kwargs.get("std", std))
-    steps = build_transforms(specs[:-tail], classes=ARRAY_TWINS).transforms
-    return T.Compose([step if type(step) in ARRAY_TWINS.values() else OnPIL(step) for step in steps]), normalize
+        kwargs = normalize_kwargs(specs[-1][1] or {}, mean, std, "data.transforms")
+        normalize = NormalizeBatch(kwargs["mean"], kwargs["std"])
+    return build_transforms(specs[:-tail], family="eight_bit"), normalize

@@ -50,12 +50,12 @@ def split_tensors(dataset, prefix_specs, data_cfg, device):
     `sizes` is None when every image fills the canvas.
     """
     labels = dataset.labels.to(device)
-    if is_in_memory(dataset):  # loaders.choose_loader admits no prefix for these
+    if is_in_memory(dataset):  # loaders.batched_refusal admits no prefix for these
         images = dataset.images
         return (images[:, None] if images.dim() == 3 else images).to(device), None, labels
     prefix = build_transforms(prefix_specs) if prefix_specs else None
     decoded = load_or_build(
-        [path for path, *_ in dataset.samples], dataset.load_image_for_inference,
+        [path for path, *_ in dataset.samples], dataset.decode_training_image,
         name=f"{type(dataset).__name__}-{dataset.split}", cache_dir=Path(data_cfg.get("cache_dir") or default_cache_dir()),
         prefix=prefix, prefix_key=repr(prefix_specs),
         max_side=cache_max_side(data_cfg), workers=data_cfg.num_workers)

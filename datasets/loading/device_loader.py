@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from datasets.loading.item_seeds import stream_seed
-from datasets.transforms.batch import ImageBatch, to_device
+from datasets.transforms.batch import ImageBatch, to_device_nonblocking
 
 
 class DeviceLoader:
@@ -80,7 +80,7 @@ class DeviceLoader:
                 yield self._batch(indices, generator)
 
     def _batch(self, indices, generator):
-        on_device = to_device(indices, self.images.device)
+        on_device = to_device_nonblocking(indices, self.images.device)
         sizes = self.sizes[indices] if self.sizes is not None else None
         images = self.transform(ImageBatch(self.images.index_select(0, on_device), sizes), generator)
         return {"image": images, "label": self.labels.index_select(0, on_device)}

@@ -1,24 +1,22 @@
-"""Datasets and loaders from the config: the one place that knows every dataset class and
-chooses between the loader paths (`data.loader`):
+"""Datasets and loaders from the config: the one place that knows every dataset class,
+chooses between the loader paths (`data.loader`) and builds the chosen path's loaders.
 
-* `workers`: per-item Dataset -> PIL transforms -> torch DataLoader with `data.num_workers`.
-* `device`: the whole split held on the training device as uint8, batches shuffled and
-  augmented there (datasets/loading/device_loader.py).
-* `cached`: per-item workers as above, but taking each image from the decoded cache and
-  transforming it as an 8-bit array (crop, flip and colour jitter with their own twins),
-  normalised into the batch (datasets/loading/cached_items.py).
-* `auto`: `device` when every transform of every split has a batched version, the splits
-  together take at most DEVICE_MEMORY_SHARE of the device's memory (GPU memory, or RAM for
-  the CPU), and the data is in memory already or the device is a GPU. Image files that do
-  not take it (always on the CPU) take `cached`, which measured fastest there (README,
-  "Speed"), when their lists allow it and they fit DEVICE_MEMORY_SHARE of the RAM.
-  Otherwise `workers`, with a one-line note saying why.
+The choice is a plain decision: choose_loader returns (path, reason) from checks that each
+return a refusal (an UnsuitableLoader: the problem and what to do) or None. Paths: `device`
+(each split held on the training device as uint8 and batched there: device_loader.py),
+`cached` (DataLoader workers over the decoded cache with 8-bit transforms: cached_items.py),
+`workers` (DataLoader workers with PIL transforms). `auto` takes `device` for in-memory data
+or on a GPU, when every split's transforms have batched versions and the splits take at most
+DEVICE_MEMORY_SHARE of the device's memory. Image files that do not take it (always on the
+CPU) take `cached`, measured fastest there (README, "Speed"), when their lists allow it and
+they fit DEVICE_MEMORY_SHARE of the RAM; otherwise `workers`, with a one-line note saying why.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
 test transforms on either path.
 """
 import os
+from dataclasses import dataclass
 
 import torch
 from torch.utils.data import DataLoader
@@ -28,27 +26,31 @@ from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_p
 from datasets.loading.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.item_seeds import EpochItems, SeededItems
-from datasets.loading.splits import holdout_indices, subset
+from datasets.loading.splits import TRANSFORMS_OF, holdout_indices, subset, transform_specs
 from datasets.oxford_pet import OxfordIIITPet
-from datasets.transforms.batched_transforms import NotBatchable, build_batched_transforms, split_prefix
+from datasets.transforms.batched_transforms import NotBatchable, split_prefix
 from datasets.transforms.building import build_transforms
 from utils.errors import ConfigError, DataError, UnsuitableLoader, did_you_mean
 from utils.runtime import resolve_device
+from utils.validation import LOADERS
 
 DATASETS = {"KMNIST": KMNIST, "OxfordIIITPet": OxfordIIITPet}
-LOADERS = ("auto", "device", "cached", "workers")
 DEVICE_MEMORY_SHARE = 0.25
-TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
 
 
-class Loaders(tuple):
-    """(train_loader, test_loader, class_names), unpacked and indexed as before; `.val` is the
-    validation loader (data.val_fraction > 0) or None."""
+@dataclass
+class Loaders:
+    """The loaders of one run: `train`, `test`, `val` (None without data.val_fraction) and the
+    class names. Iterating gives (train, test, class_names), so Trainer(cfg, *loaders,
+    val_loader=loaders.val) takes them."""
 
-    def __new__(cls, train, test, class_names, val=None):
-        loaders = super().__new__(cls, (train, test, class_names))
-        loaders.val = val
-        return loaders
+    train: object
+    test: object
+    class_names: list
+    val: object = None
+
+    def __iter__(self):
+        return iter((self.train, self.test, self.class_names))
 
 
 def dataset_class(name):
@@ -81,7 +83,7 @@ def split_datasets(cfg):
 
 def build_dataset(data_cfg, split):
     """The `split` ("train" | "test") dataset with its configured transforms."""
-    transforms = build_transforms(data_cfg.transforms[split], data_cfg.mean, data_cfg.std)
+    transforms = build_transforms(transform_specs(data_cfg, split), data_cfg.mean, data_cfg.std)
     return dataset_class(data_cfg.name)(data_cfg, split, transforms)
 
 
@@ -133,111 +135,99 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, coll
                            generator=torch.Generator().manual_seed(cfg.seed))  # its base seed, not the run's stream
 
 
-def _device_problem(dataset, prefix, transform):
-    """Why a split (its dataset, deterministic prefix specs and BatchedCompose) cannot take
-    the device path, or None when it can."""
-    if is_in_memory(dataset):
-        if prefix:
-            return f"{' + '.join(n for n, _ in prefix)} on in-memory images has no batched version"
-        return None
-    uniform = bool(prefix) and prefix[-1][0] == "CenterCrop"
-    if not uniform and not transform.handles_ragged:
-        return (f"the {dataset.split} images differ in size and {transform} does not start with "
-                f"RandomResizedCrop, the batched transform that takes images of several sizes")
+def batched_refusal(data_cfg, datasets):
+    """Why some split of `datasets` {split: dataset} cannot be batched on the device (a
+    transform without a batched version; a prefix on in-memory images; images of several
+    sizes without RandomResizedCrop first), or None."""
+    for split, dataset in datasets.items():
+        prefix, rest = split_prefix(transform_specs(data_cfg, split))
+        try:
+            transform = build_transforms(rest, data_cfg.mean, data_cfg.std, family="batched")
+        except NotBatchable as refusal:
+            return refusal
+        if is_in_memory(dataset) and prefix:
+            return NotBatchable(f"{' + '.join(n for n, _ in prefix)} on in-memory images has no batched version")
+        uniform = bool(prefix) and prefix[-1][0] == "CenterCrop"
+        if not is_in_memory(dataset) and not uniform and not transform.handles_ragged:
+            return NotBatchable(f"the {dataset.split} images differ in size and {transform} does not start with "
+                                f"RandomResizedCrop, the batched transform that takes images of several sizes")
     return None
 
 
-def _batched_plans(data_cfg, datasets):
-    """{split: (prefix specs, BatchedCompose)}; raises NotBatchable naming what cannot be batched."""
-    plans = {}
-    for split, dataset in datasets.items():
-        prefix, rest = split_prefix(data_cfg.transforms[TRANSFORMS_OF[split]])
-        plans[split] = prefix, build_batched_transforms(rest, data_cfg.mean, data_cfg.std)
-        problem = _device_problem(dataset, *plans[split])
-        if problem:
-            raise NotBatchable(problem)
-    return plans
-
-
-def _cached_plans(data_cfg, datasets):
-    """{split: (prefix specs, per-item transform, NormalizeBatch)}; raises NotCacheable."""
+def cached_refusal(data_cfg, datasets):
+    """Why the splits cannot take the cached path (images in memory already; a list that
+    does not end in ToTensor (+ Normalize); no OpenCV), or None."""
     if any(is_in_memory(dataset) for dataset in datasets.values()):
-        raise NotCacheable("the images are in memory already, with nothing to decode")
-    plans = {}
+        return NotCacheable("the images are in memory already, with nothing to decode")
     for split in datasets:
-        prefix, rest = split_prefix(data_cfg.transforms[TRANSFORMS_OF[split]])
-        plans[split] = (prefix, *per_item_plan(rest, data_cfg.mean, data_cfg.std))
-    return plans
+        try:
+            per_item_plan(split_prefix(transform_specs(data_cfg, split))[1], data_cfg.mean, data_cfg.std)
+        except NotCacheable as refusal:
+            return refusal
+    return None
 
 
-def _check_fits(data_cfg, datasets, plans, device):
-    """Raise UnsuitableLoader when the splits, held as uint8 (plans: {split: (prefix specs,
-    ...)}), take more than DEVICE_MEMORY_SHARE of `device`'s memory (RAM for the CPU)."""
-    needed = sum(estimated_bytes(datasets[split], plans[split][0], data_cfg) for split in plans)
+def memory_refusal(data_cfg, datasets, device: torch.device):
+    """A refusal when the splits, held as uint8, need more than DEVICE_MEMORY_SHARE of
+    `device`'s memory (RAM for the CPU) or it is unknown, else None."""
+    needed = sum(estimated_bytes(dataset, split_prefix(transform_specs(data_cfg, split))[0], data_cfg)
+                 for split, dataset in datasets.items())
     memory = device_memory_bytes(device)
     if memory is None or needed > DEVICE_MEMORY_SHARE * memory:
-        raise UnsuitableLoader(f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than "
-                               f"{DEVICE_MEMORY_SHARE:.0%} of the {device.type} memory",
-                               "data.loader='device' or 'cached' forces it")
+        return UnsuitableLoader(f"the splits need about {needed / 2**30:.1f} GiB as uint8, more than "
+                                f"{DEVICE_MEMORY_SHARE:.0%} of the {device.type} memory",
+                                "data.loader='device' or 'cached' forces it")
+    return None
 
 
-def _cached_or_workers(cfg, datasets, why_not_device):
-    """auto's choice for image files that do not take the device path: ("cached", plans,
-    reason) when the transform lists allow it and the splits fit DEVICE_MEMORY_SHARE of the
-    RAM, else ("workers", None, reason)."""
-    try:
-        plans = _cached_plans(cfg.data, datasets)
-        _check_fits(cfg.data, datasets, plans, torch.device("cpu"))
-    except UnsuitableLoader as refusal:
-        return "workers", None, str(refusal)
-    return "cached", plans, f"{why_not_device}; the cached path measured fastest"
-
-
-def choose_loader(cfg, datasets, device):
-    """(kind, plans, reason): kind "device" with plans {split: (prefix, BatchedCompose)},
-    "cached" with plans {split: (prefix, per-item transform, NormalizeBatch)}, or "workers"
-    with plans None, for `datasets` {split: dataset}, as data.loader asks."""
-    choice = cfg.data.get("loader", "auto")
+def choose_loader(cfg, datasets, device: torch.device):
+    """(path: "device" | "cached" | "workers", reason: words for the note) for `datasets`
+    {split: dataset} on `device`, as data.loader asks. A forced path the splits cannot take
+    raises its refusal (a ConfigError); an unknown data.loader is a ConfigError."""
+    choice, data_cfg = cfg.data.get("loader", "auto"), cfg.data
     if choice not in LOADERS:
         raise ConfigError(f"data.loader='{choice}' is not one of {', '.join(LOADERS)}.{did_you_mean(choice, LOADERS)}")
-    if choice in ("workers", "cached"):
-        plans = _cached_plans(cfg.data, datasets) if choice == "cached" else None
-        return choice, plans, f"data.loader='{choice}'"
+    if choice != "auto":
+        check = {"device": batched_refusal, "cached": cached_refusal}.get(choice)
+        refusal = check(data_cfg, datasets) if check else None
+        if refusal:
+            raise refusal
+        return choice, f"data.loader='{choice}'"
     files = not is_in_memory(datasets["train"])
-    if choice == "auto" and files and device.type == "cpu":
-        return _cached_or_workers(cfg, datasets, "image files on the CPU")
-    try:
-        plans = _batched_plans(cfg.data, datasets)
-        if choice == "auto":
-            _check_fits(cfg.data, datasets, plans, device)
-    except UnsuitableLoader as refusal:
-        if choice == "device":
-            raise
-        return _cached_or_workers(cfg, datasets, refusal.problem) if files else ("workers", None, str(refusal))
-    if choice == "device":
-        return "device", plans, "data.loader='device'"
-    return "device", plans, f"both splits fit in {device.type} memory as uint8"
+    if files and device.type == "cpu":
+        not_device = "image files on the CPU"
+    else:
+        refusal = batched_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, device)
+        if refusal is None:
+            return "device", f"both splits fit in {device.type} memory as uint8"
+        if not files:
+            return "workers", str(refusal)
+        not_device = refusal.problem
+    refusal = cached_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, torch.device("cpu"))
+    if refusal:
+        return "workers", str(refusal)
+    return "cached", f"{not_device}; the cached path measured fastest"
 
 
-def _device_loaders(cfg, datasets, plans, device, rank, world_size, drop_single_last):
-    loaders = {}
-    for split, (prefix, transform) in plans.items():
-        images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, device)
-        loaders[split] = DeviceLoader(images, labels, transform, cfg.train.batch_size, shuffle=split == "train",
-                                      seed=cfg.seed, sizes=sizes, rank=rank, world_size=world_size,
-                                      drop_single_last=drop_single_last)
-    return loaders
-
-
-def _cached_loaders(cfg, datasets, plans, rank, world_size, drop_single_last):
-    """{split: DataLoader over CachedImages of the split's decoded cache, batched by its NormalizeBatch}."""
-    loaders = {}
-    for split, (prefix, transform, normalize) in plans.items():
-        images, sizes, labels = split_tensors(datasets[split], prefix, cfg.data, torch.device("cpu"))
-        items = CachedImages(images, sizes, labels, transform, split)
-        loaders[split] = make_loader(items, cfg, split, rank=rank, world_size=world_size, collate_fn=normalize,
-                                     drop_single_last=drop_single_last)
-    return loaders
+def _split_loader(path, cfg, split, dataset, device, **share):
+    """The loader of `split` on `path`: a DeviceLoader over the split held on `device` as uint8
+    (batched transforms), a DataLoader over CachedImages of its decoded cache (8-bit transforms,
+    batched by NormalizeBatch), or a DataLoader over the dataset with per-item transforms.
+    `share`: rank, world_size and drop_single_last, as build_loaders takes them."""
+    data_cfg = cfg.data
+    prefix, rest = split_prefix(transform_specs(data_cfg, split))
+    if path == "device":
+        images, sizes, labels = split_tensors(dataset, prefix, data_cfg, device)
+        return DeviceLoader(images, labels, build_transforms(rest, data_cfg.mean, data_cfg.std, family="batched"),
+                            cfg.train.batch_size, shuffle=split == "train", seed=cfg.seed, sizes=sizes, **share)
+    if path == "cached":
+        transform, normalize = per_item_plan(rest, data_cfg.mean, data_cfg.std)
+        images, sizes, labels = split_tensors(dataset, prefix, data_cfg, torch.device("cpu"))
+        return make_loader(CachedImages(images, sizes, labels, transform, split), cfg, split, collate_fn=normalize,
+                           **share)
+    dataset.transforms = build_transforms(transform_specs(data_cfg, split), data_cfg.mean, data_cfg.std,
+                                          key=f"data.transforms.{TRANSFORMS_OF[split]}")
+    return make_loader(dataset, cfg, split, **share)
 
 
 def _check_training_batches(loader, world_size) -> None:
@@ -252,10 +242,10 @@ def _check_training_batches(loader, world_size) -> None:
 
 
 def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
-    """Loaders (train_loader, test_loader, class_names; `.val` the validation loader or None),
-    on the path data.loader chooses, for process `rank` of `world_size` (each gets its share of
-    every global batch of cfg.train.batch_size). With data.val_fraction > 0 the validation
-    images are held out of the training split (split_datasets) and transformed as test images.
+    """Loaders (train, test, val or None, class_names) on the path choose_loader takes, for
+    process `rank` of `world_size` (each gets its share of every global batch of
+    cfg.train.batch_size). With data.val_fraction > 0 the validation images are held out of
+    the training split (split_datasets) and transformed as test images.
     data.num_workers is capped at the CPUs this process may use, with a note (worker_count).
     drop_single_last (for a model with BatchNorm): a last training batch that would give a
     process one image is left out of each epoch, with a note.
@@ -270,24 +260,15 @@ def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
         data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
         print(f"{data_cfg.name} training-set statistics for Normalize: mean={data_cfg.mean} std={data_cfg.std}")
     device = resolve_device(cfg.device)
-    kind, plans, reason = choose_loader(cfg, datasets, device)
+    path, reason = choose_loader(cfg, datasets, device)
     workers, workers_note = worker_count(data_cfg.num_workers)
-    if kind == "device":
-        loaders = _device_loaders(cfg, datasets, plans, device, rank, world_size, drop_single_last)
-        print(f"Data loader: device, batches built on {device} ({reason})")
-    elif kind == "cached":
-        loaders = _cached_loaders(cfg, datasets, plans, rank, world_size, drop_single_last)
-        print(f"Data loader: cached, {workers} worker processes over the decoded cache ({reason})")
-    else:
-        for split, dataset in datasets.items():
-            key = f"data.transforms.{TRANSFORMS_OF[split]}"
-            dataset.transforms = build_transforms(data_cfg.transforms[TRANSFORMS_OF[split]], data_cfg.mean,
-                                                  data_cfg.std, key=key)
-        loaders = {split: make_loader(dataset, cfg, split, rank=rank, world_size=world_size,
-                                      drop_single_last=drop_single_last)
-                   for split, dataset in datasets.items()}
-        print(f"Data loader: workers, {workers} worker processes ({reason})")
-    if workers_note and kind != "device":
+    loaders = {split: _split_loader(path, cfg, split, dataset, device, rank=rank, world_size=world_size,
+                                    drop_single_last=drop_single_last)
+               for split, dataset in datasets.items()}
+    how = {"device": f"batches built on {device}", "cached": f"{workers} worker processes over the decoded cache",
+           "workers": f"{workers} worker processes"}[path]
+    print(f"Data loader: {path}, {how} ({reason})")
+    if workers_note and path != "device":
         print(workers_note)
     _check_training_batches(loaders["train"], world_size)
     if "val" in loaders:

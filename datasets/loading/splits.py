@@ -1,8 +1,15 @@
 """The validation split: a stratified hold-out of the training split, fixed by a seed alone,
-and the copy of a dataset that holds only some of its items."""
+evaluated with the test transforms, and the copy of a dataset that holds only some of its items."""
 import copy
 
 import torch
+
+TRANSFORMS_OF = {"train": "train", "val": "test", "test": "test"}  # validation images are evaluated as test ones
+
+
+def transform_specs(data_cfg, split: str) -> list:
+    """The config's (name, kwargs) list that transforms `split` ("train", "val" or "test")."""
+    return data_cfg.transforms[TRANSFORMS_OF[split]]
 
 
 def holdout_indices(labels, fraction: float, seed: int):

@@ -116,3 +116,7 @@ class ColorJitterFactor8Bit(ColorJitterFactor):
         for name, factor in draw_adjustments(self.ranges):
             pixels = self.adjust[name](pixels, factor)
         return pixels
+
+
+ARRAY_TWINS = {"RandomResizedCrop": RandomResizedCropArray, "RandomHorizontalFlip": RandomHorizontalFlipArray,
+               "ColorJitterFactor": ColorJitterFactor8Bit}  # config name -> twin on 8-bit arrays

@@ -18,7 +18,7 @@ def to_unit_float(images: torch.Tensor) -> torch.Tensor:
     return images if images.is_floating_point() else images.float().div_(255)
 
 
-def to_device(values: torch.Tensor, device: torch.device) -> torch.Tensor:
+def to_device_nonblocking(values: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small CPU tensor (random parameters, indices, constants) on `device` without the host
     waiting for the GPU: a copy from pageable memory would first wait for the stream."""
     if device.type != "cuda":

@@ -1,5 +1,6 @@
-"""Batched, per-sample colour transforms: ColorJitterFactor, ToTensor and Normalize on a whole
-batch [B, C, H, W] at once; the twins of datasets/transforms/color_jitter.py and torchvision's.
+"""Batched, per-sample colour transforms: BatchedColorJitterFactor (the config's
+ColorJitterFactor), ToTensor and Normalize on a whole batch [B, C, H, W] at once; the twins
+of datasets/transforms/color_jitter.py and torchvision's.
 
 Colour arithmetic runs in float in [0, 1]: brightness multiplies RGB, saturation blends with
 the grey image (ITU-R 601 weights), hue multiplies the HSV hue angle (in turns, modulo one
@@ -10,7 +11,7 @@ its full precision (PIL holds it in 8-bit units; the difference has no systemati
 """
 import torch
 
-from datasets.transforms.batch import ImageBatch, to_device, to_unit_float
+from datasets.transforms.batch import ImageBatch, to_device_nonblocking, to_unit_float
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 HUE_SEXTANT_OFFSETS = (5.0, 3.0, 1.0)  # HSV -> RGB: channel c = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n_c + 6h) mod 6
@@ -28,7 +29,7 @@ def adjust_brightness(images, factors):
 
 def adjust_saturation(images, factors):
     """Blend with the grey image: grey + factor * (image - grey)."""
-    weights = to_device(torch.tensor(GREY_WEIGHTS, dtype=images.dtype), images.device).view(1, 3, 1, 1)
+    weights = to_device_nonblocking(torch.tensor(GREY_WEIGHTS, dtype=images.dtype), images.device).view(1, 3, 1, 1)
     grey = torch.round((images * weights).sum(dim=1, keepdim=True) * 255) / 255  # PIL's "L" image
     return truncate_to_8_bits((grey + factors.view(-1, 1, 1, 1) * (images - grey)).clamp_(0, 1))
 
@@ -42,7 +43,8 @@ def scale_hue(images, factors):
     along = differences.gather(1, argmax[:, None])[:, 0] / chroma.clamp_min(1e-12)
     sextants = torch.remainder(2 * argmax + along, 6)
     sextants = torch.remainder(sextants * factors.view(-1, 1, 1), 6)
-    offsets = to_device(torch.tensor(HUE_SEXTANT_OFFSETS, dtype=images.dtype), images.device).view(1, 3, 1, 1)
+    offsets = to_device_nonblocking(torch.tensor(HUE_SEXTANT_OFFSETS, dtype=images.dtype), images.device)
+    offsets = offsets.view(1, 3, 1, 1)
     k = torch.remainder(offsets + sextants[:, None], 6)
     return top[:, None] - chroma[:, None] * torch.minimum(k, 4 - k).clamp_(0, 1)
 
@@ -50,7 +52,7 @@ def scale_hue(images, factors):
 ADJUSTMENTS = {"brightness": adjust_brightness, "saturation": adjust_saturation, "hue": scale_hue}
 
 
-class ColorJitterFactor:
+class BatchedColorJitterFactor:
     """Brightness, saturation and hue multiplied by factors drawn per image from the given
     (low, high) ranges (None: unchanged), in a random order per image. Returns float [0, 1]."""
 
@@ -82,9 +84,9 @@ class ColorJitterFactor:
                 chosen = (order[:, position] == index).nonzero()[:, 0]
                 if len(chosen) == 0:
                     continue
-                on_device = to_device(chosen, images.device)
+                on_device = to_device_nonblocking(chosen, images.device)
                 adjusted = ADJUSTMENTS[name](images.index_select(0, on_device),
-                                             to_device(factors[name][chosen], images.device))
+                                             to_device_nonblocking(factors[name][chosen], images.device))
                 images.index_copy_(0, on_device, adjusted)
         return images
 
@@ -111,6 +113,6 @@ class Normalize:
 
     def __call__(self, batch: ImageBatch, generator) -> ImageBatch:
         images = to_unit_float(batch.images)
-        mean = to_device(torch.tensor(self.mean), images.device).view(1, -1, 1, 1)
-        std = to_device(torch.tensor(self.std), images.device).view(1, -1, 1, 1)
+        mean = to_device_nonblocking(torch.tensor(self.mean), images.device).view(1, -1, 1, 1)
+        std = to_device_nonblocking(torch.tensor(self.std), images.device).view(1, -1, 1, 1)
         return ImageBatch((images - mean) / std)

@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 from torchvision.ops import roi_align
 
-from datasets.transforms.batch import ImageBatch, to_device, to_unit_float
+from datasets.transforms.batch import ImageBatch, to_device_nonblocking, to_unit_float
 
 
 def _uniform(low, high, shape, generator):
@@ -68,8 +68,8 @@ class RandomCrop:
         top = torch.randint(0, height - self.height + 1, (count,), generator=generator)
         left = torch.randint(0, width - self.width + 1, (count,), generator=generator)
         device = images.device
-        rows = to_device(top[:, None] + torch.arange(self.height), device)  # [B, h]
-        cols = to_device(left[:, None] + torch.arange(self.width), device)  # [B, w]
+        rows = to_device_nonblocking(top[:, None] + torch.arange(self.height), device)  # [B, h]
+        cols = to_device_nonblocking(left[:, None] + torch.arange(self.width), device)  # [B, w]
         samples = torch.arange(count, device=device)[:, None, None, None]
         channels = torch.arange(images.shape[1], device=device)[None, :, None, None]
         return ImageBatch(images[samples, channels, rows[:, None, :, None], cols[:, None, None, :]])
@@ -85,7 +85,7 @@ class RandomHorizontalFlip:
 
     def __call__(self, batch: ImageBatch, generator) -> ImageBatch:
         flip = torch.rand(len(batch.images), generator=generator) < self.p
-        flip = to_device(flip, batch.images.device)[:, None, None, None]
+        flip = to_device_nonblocking(flip, batch.images.device)[:, None, None, None]
         return ImageBatch(torch.where(flip, batch.images.flip(-1), batch.images))
 
 
@@ -129,7 +129,7 @@ class RandomAffine:
         ys = torch.arange(height, dtype=torch.float64) - (height - 1) / 2
         base = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width),
                             torch.ones(height, width, dtype=torch.float64)], -1)  # [H, W, 3]
-        grid = to_device(torch.einsum("hwk,bjk->bhwj", base, theta).float(), images.device)
+        grid = to_device_nonblocking(torch.einsum("hwk,bjk->bhwj", base, theta).float(), images.device)
         moved = F.grid_sample(images.float(), grid, mode=self.mode, padding_mode="zeros", align_corners=False)
         return moved.round().to(images.dtype) if not images.is_floating_point() else moved
 
@@ -185,6 +185,6 @@ class RandomResizedCrop:
         sizes = batch.sizes if batch.sizes is not None else torch.tensor([[canvas_h, canvas_w]]).expand(count, 2)
         top, left, h, w = self.sample_boxes(sizes[:, 0], sizes[:, 1], generator)
         boxes = torch.stack([torch.arange(count), left, top, left + w, top + h], 1).float()
-        crops = roi_align(to_unit_float(images), to_device(boxes, images.device), self.size,
+        crops = roi_align(to_unit_float(images), to_device_nonblocking(boxes, images.device), self.size,
                           spatial_scale=1.0, sampling_ratio=-1, aligned=True)
         return ImageBatch(crops)

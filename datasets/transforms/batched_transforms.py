@@ -1,18 +1,18 @@
-"""The config's transform lists, run as batched tensor operations on the training device.
+"""The batched family of the config's transforms (built by datasets/transforms/building.py):
+BATCHED_TRANSFORMS, the batched twin of each config name, run as tensor operations on the
+training device, and BatchedCompose, their pipeline.
 
-`data.transforms.<split>` stays the single source of truth: each (name, kwargs) is looked
-up here by name. A list splits into a deterministic prefix (leading Resize / CenterCrop,
-done once per image when the split is cached: the pets test path) and the rest, which runs
-per batch. A transform with no batched version, or with arguments the batched version does
-not support, raises NotBatchable, which names it.
+A list splits into a deterministic prefix (leading Resize / CenterCrop, done once per image
+when the split is cached: the pets test path) and the rest, which runs per batch.
 """
 from datasets.transforms.batch import ImageBatch
-from datasets.transforms.batched_color import ColorJitterFactor, Normalize, ToTensor
+from datasets.transforms.batched_color import BatchedColorJitterFactor, Normalize, ToTensor
 from datasets.transforms.batched_geometry import Pad, RandomAffine, RandomCrop, RandomHorizontalFlip, RandomResizedCrop
 from utils.errors import UnsuitableLoader
 
-BATCHED_TRANSFORMS = {cls.__name__: cls for cls in (Pad, RandomCrop, RandomHorizontalFlip, RandomAffine,
-                                                    RandomResizedCrop, ColorJitterFactor, ToTensor, Normalize)}
+BATCHED_TRANSFORMS = {"Pad": Pad, "RandomCrop": RandomCrop, "RandomHorizontalFlip": RandomHorizontalFlip,
+                      "RandomAffine": RandomAffine, "RandomResizedCrop": RandomResizedCrop,
+                      "ColorJitterFactor": BatchedColorJitterFactor, "ToTensor": ToTensor, "Normalize": Normalize}
 PREFIX_TRANSFORMS = ("Resize", "CenterCrop")  # deterministic: applied once, when a split is cached
 
 
@@ -46,21 +46,3 @@ class BatchedCompose:
 
     def __repr__(self):
         return f"BatchedCompose({', '.join(type(t).__name__ for t in self.transforms)})"
-
-
-def build_batched_transforms(specs, mean=None, std=None) -> BatchedCompose:
-    """BatchedCompose of `specs` (no deterministic prefix); Normalize without kwargs takes mean/std."""
-    transforms = []
-    for name, kwargs in specs:
-        kwargs = dict(kwargs or {})
-        if name not in BATCHED_TRANSFORMS:
-            raise NotBatchable(f"the transform {name} has no batched version for data.loader='device' "
-                               f"(batched: {', '.join(BATCHED_TRANSFORMS)})")
-        if name == "Normalize":
-            kwargs.setdefault("mean", mean)
-            kwargs.setdefault("std", std)
-        try:
-            transforms.append(BATCHED_TRANSFORMS[name](**kwargs))
-        except (TypeError, ValueError) as error:
-            raise NotBatchable(f"the batched {name}({kwargs}) is not supported ({error})") from None
-    return BatchedCompose(transforms)

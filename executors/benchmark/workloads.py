@@ -138,7 +138,7 @@ def pets_input(workdir, quick, device, size=224, loader="auto"):
     cfg = pets_cfg("resnet50_tricks", root, device, workdir / "cache", size)
     cfg.data.loader = loader
     start = time.perf_counter()
-    train_loader = quiet(build_loaders, cfg)[0]
+    train_loader = quiet(build_loaders, cfg).train
     setup_seconds = time.perf_counter() - start
 
     def ours(min_seconds=1.0):

@@ -2,7 +2,7 @@
 
 metrics.csv has one row per epoch with METRIC_COLUMNS (a contract: new columns are added at
 the end only); steps.csv one row per training step with STEP_COLUMNS (the curves of
-scripts/compare_runs.py --report); summary.json holds the keys listed in DESIGN.md section 5.
+scripts/compare_runs.py --report); summary.json holds the keys run_summary writes.
 """
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                   "test_balanced_accuracy", "epoch_seconds", "train_images_per_second", "skipped_steps",
