@@ -11,8 +11,9 @@ uninterrupted run on the CPU.
 On a GPU a training step never waits for the device: per-step metrics stay there and are
 read back in groups (executors/step_metrics.py); CNNs run in channels_last memory, cuDNN
 picks its fastest kernels, and `train.compile` runs the model through torch.compile.
+Under torchrun every process runs this same loop on its share of each batch, through
+DistributedDataParallel (executors/distributed.py); only the main process writes.
 """
-import json
 import time
 from pathlib import Path
 
@@ -23,16 +24,17 @@ from executors.checkpoints.checkpoint import (load_checkpoint, load_model_weight
                                               save_checkpoint)
 from executors.checkpoints.resume import check_resumable
 from executors.compiled import TrainingForward
+from executors.distributed import Processes, all_reduce_sum, data_parallel
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
 from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
-from executors.run_folders.run_files import epoch_row, metrics_csv, run_summary, step_row, steps_csv, tracker_metrics
-from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite
-from logs.Logger import TRACKER_FILE, Logger, public_config
+from executors.run_folders.run_files import (epoch_row, run_summary, step_row, tracked_run, tracker_metrics,
+                                             write_history, write_summary)
+from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
+from logs.Logger import public_config
 from models.registry import build_model, count_trainable_parameters
-from utils.atomic_files import write_text_atomic
 from utils.config import to_plain
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
                            set_rng_state, uses_channels_last)
@@ -48,33 +50,34 @@ class Trainer:
         train_loader, test_loader, val_loader: iterables of batches {"image": float [B, C, H, W],
             "label": int64 [B]} with len() = batches per epoch; val_loader may be None.
         class_names: list of the dataset's class names (index = label).
+        processes: this process's place under torchrun (executors/distributed.py); every
+            process trains its share of each batch, the main one alone writes.
     """
 
-    def __init__(self, cfg, train_loader, test_loader, class_names, val_loader=None):
+    def __init__(self, cfg, train_loader, test_loader, class_names, val_loader=None, processes=Processes()):
         seed_everything(cfg.seed)
-        self.cfg = cfg
+        self.cfg, self.processes = cfg, processes
         self.train_loader, self.test_loader, self.val_loader = train_loader, test_loader, val_loader
         self.class_names = list(class_names)
-        self.run_dir = None
         self.device = resolve_device(cfg.device)
         configure_backends(self.device)
         self.precision = resolve_precision(cfg.train.amp, self.device)
         self.channels_last = uses_channels_last(cfg.model_name, self.device)
         self.model = self._prepare_model()
-        self.forward = TrainingForward(self.model, cfg.train.compile)  # what training steps call
-        self.reduce = None  # sums evaluation counts over processes (executors/distributed.py)
         self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
-        self.epochs_completed = 0
-        self.global_step = 0
+        sync_bn = bool(cfg.train.get("sync_bn")) and cfg.model_name != "MLP"
+        self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained
+        self.forward = TrainingForward(trained, cfg.train.compile)  # what a training step calls
+        self.reduce = all_reduce_sum if processes.parallel else None  # sums evaluation counts over processes
+        self.epochs_completed, self.global_step = 0, 0
         self.step_metrics = StepMetrics(len(self.class_names), self.device)
         self.best_accuracy, self.best_epoch = None, None
         self.history = []  # one dict of run_files.METRIC_COLUMNS per completed epoch
         self.steps = []  # one run_files.step_row per training step of the completed epochs
-        self.logger_run_id = None
-        self.logger = None
+        self.run_dir, self.logger, self.logger_run_id = None, None, None
 
     # ----------------------------------------------------------------- model
     def _prepare_model(self) -> nn.Module:
@@ -92,32 +95,34 @@ class Trainer:
 
     # ----------------------------------------------------------------- steps
     def _forward_backward(self, images, labels):
-        """One optimisation step on a batch, without host synchronisation (except inside the
-        GradScaler's step for optimizers without fused AMP support). Returns (loss: fp32 0-d,
-        logits [B, classes], skipped: 0-d bool, True when the GradScaler skipped the step for
-        inf/nan gradients, or None without a GradScaler)."""
-        with torch.autocast(self.device.type, dtype=self.precision.dtype,
-                            enabled=self.precision.dtype is not None):
-            logits = self.forward(images)
-            loss = self.criterion(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        """One optimisation step on a batch: forward in autocast, loss in fp32, backward through
+        the GradScaler, optional gradient clipping, optimizer step; no host synchronisation
+        (except inside GradScaler.step for optimizers without fused AMP support). A compiled
+        model's first step that raises is redone eagerly (executors/compiled.py). Returns (loss:
+        fp32 0-d, logits [B, classes], skipped: 0-d bool or None, see scaled_optimizer_step)."""
+        try:
+            with torch.autocast(self.device.type, dtype=self.precision.dtype,
+                                enabled=self.precision.dtype is not None):
+                logits = self.forward(images)
+                loss = self.criterion(logits.float(), labels)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        except Exception as error:
+            if not self.forward.fall_back(error):
+                raise
+            return self._forward_backward(images, labels)
         if self.cfg.train.grad_clip_norm:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
-        self.scaler.step(self.optimizer)
-        if not self.scaler.is_enabled():
-            return loss.detach(), logits.detach(), None
-        scale = self.scaler._get_scale_async().clone()  # update() shrinks it exactly when the step was skipped
-        self.scaler.update()
-        return loss.detach(), logits.detach(), self.scaler._get_scale_async() < scale
+        skipped = scaled_optimizer_step(self.scaler, self.optimizer)
+        return loss.detach(), logits.detach(), skipped
 
     def _train_step(self, batch) -> None:
         """Train on one batch and advance the lr schedule; the batch's metrics are queued on the
         device in self.step_metrics (no host synchronisation)."""
         images, labels = to_device(batch, self.device, self.channels_last)
         lr = self.optimizer.param_groups[0]["lr"]
-        loss, logits, skipped = self.forward.run_step(self._forward_backward, images, labels)
+        loss, logits, skipped = self._forward_backward(images, labels)
         self.scheduler.step()
         self.global_step += 1
         self.step_metrics.add(self.global_step, lr, loss, logits.argmax(dim=1), labels, skipped)
@@ -143,7 +148,8 @@ class Trainer:
         self.model.train()
         self.step_metrics.start_epoch()
         start = time.perf_counter()
-        with EpochProgress(self.train_loader, epoch, self.cfg.train.epochs) as progress:
+        interactive = None if self.processes.is_main else False  # no progress bar from the other processes
+        with EpochProgress(self.train_loader, epoch, self.cfg.train.epochs, interactive) as progress:
             for batch in progress:
                 self._train_step(batch)
                 if len(self.step_metrics) >= self.cfg.logger.flush_every:
@@ -180,86 +186,77 @@ class Trainer:
         return self.evaluate(), self.evaluate(self.val_loader) if self.val_loader is not None else None
 
     # ----------------------------------------------------------------- fit
-    def fit(self, run_dir) -> dict:
+    def fit(self, run_dir=None) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
 
         `run_dir` (made by executors.run_folders.run_dir) receives config.json, metrics.csv, steps.csv,
-        summary.json, best.pt, last.pt and the confusion-matrix images.
+        summary.json, best.pt, last.pt and the confusion-matrix images. Under torchrun only the
+        main process writes (and needs a `run_dir`); the others run the same steps and
+        evaluations, so that every collective operation meets its partners.
         """
-        cfg, self.run_dir = self.cfg, Path(run_dir)
-        run_started = time.perf_counter()
-        write_text_atomic(self.run_dir / "config.json", json.dumps(public_config(cfg), indent=2))
-        with Logger(cfg.logger, self.run_dir, self.run_dir.name, self.logger_run_id) as logger:
-            self.logger, self.logger_run_id = logger, logger.run_id
-            if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
-                write_text_atomic(self.run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
-            print(logger.location, flush=True)
-            logger.log_hyperparameters({**to_plain(cfg), "trainable_parameters": self.trainable_parameters,
-                                        "device": str(self.device), "precision": self.precision.name})
+        self.run_dir = Path(run_dir) if self.processes.is_main else None
+        started = time.perf_counter()
+        hyperparameters = {**to_plain(self.cfg), "trainable_parameters": self.trainable_parameters,
+                           "device": str(self.device), "precision": self.precision.name}
+        with tracked_run(self.cfg, self.run_dir, self.logger_run_id, hyperparameters) as self.logger:
+            self.logger_run_id = self.logger.run_id if self.logger is not None else None
             if self.epochs_completed == 0:
-                save_augmentation_preview(logger, self.train_loader, self.class_names, cfg.data)
-                save_confusion(logger, self.evaluate()["confusion"], self.class_names, "confusion_matrix_start.png",
-                               "Test set before training")
+                confusion = self.evaluate()["confusion"]
+                if self.logger is not None:  # main process
+                    save_augmentation_preview(self.logger, self.train_loader, self.class_names, self.cfg.data)
+                    save_confusion(self.logger, confusion, self.class_names, "confusion_matrix_start.png",
+                                   "Test set before training")
             evaluations = None
-            for epoch in range(self.epochs_completed, cfg.train.epochs):
+            for epoch in range(self.epochs_completed, self.cfg.train.epochs):
                 lr = self.optimizer.param_groups[0]["lr"]
                 train = self.train_epoch(epoch)
                 evaluations = self.evaluate_epoch()
-                self._end_epoch(epoch, lr, train, *evaluations, time.perf_counter() - run_started)
-                run_started = time.perf_counter()
+                self._end_epoch(epoch, lr, train, *evaluations, time.perf_counter() - started)
+                started = time.perf_counter()
             final, final_val = evaluations or self.evaluate_epoch()
-            save_confusion(logger, final["confusion"], self.class_names, "confusion_matrix_end.png",
-                           f"Test set after {self.epochs_completed} epochs")
-            summary = run_summary(cfg, self.history, final, self.best_epoch, self.trainable_parameters,
+            summary = run_summary(self.cfg, self.history, final, self.best_epoch, self.trainable_parameters,
                                   self.device, final_val)
-            write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
-            logger.log_summary(summary)
-            for name in ("config.json", "summary.json", "metrics.csv", "steps.csv"):
-                logger.log_file(self.run_dir / name)
+            if self.logger is not None:
+                save_confusion(self.logger, final["confusion"], self.class_names, "confusion_matrix_end.png",
+                               f"Test set after {self.epochs_completed} epochs")
+                write_summary(self.logger, self.run_dir, summary)
         self.logger = None
         return summary
 
     def _end_epoch(self, epoch, lr, train, test, val, wall_seconds):
-        """Log the epoch, update history and metrics.csv, save best.pt (when best: on validation
-        accuracy if there is a validation split, else on test accuracy) and last.pt."""
+        """Update history and the best epoch (on validation accuracy if there is a validation
+        split, else on test accuracy); main process: log and print the epoch, save best.pt
+        (when best), last.pt and metrics.csv."""
         row = epoch_row(epoch, lr, train, test, wall_seconds, val)
         self.history.append(row)
         self.epochs_completed = epoch + 1
-        self.logger.log_epoch_metrics(tracker_metrics(row), epoch + 1)
-        eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
-        print(epoch_line(row, self.cfg.train.epochs, eta), flush=True)
         chosen = (val or test)["accuracy"]
         is_best = self.best_accuracy is None or chosen > self.best_accuracy
         if is_best:
             self.best_accuracy, self.best_epoch = chosen, epoch + 1
+        if self.logger is None:
+            return
+        self.logger.log_epoch_metrics(tracker_metrics(row), epoch + 1)
+        eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
+        print(epoch_line(row, self.cfg.train.epochs, eta), flush=True)
         if self.cfg.train.confusion_matrix_every_epoch:
             save_confusion(self.logger, test["confusion"], self.class_names,
                            f"confusion_matrices/epoch_{epoch + 1:03d}.png", f"Test set after epoch {epoch + 1}")
         if is_best:  # before last.pt records it: a crash in between must not leave a best epoch without best.pt
             self.save_model(self.run_dir / BEST)
         self.save_model(self.run_dir / LAST)
-        write_text_atomic(self.run_dir / "metrics.csv", metrics_csv(self.history))
-        write_text_atomic(self.run_dir / "steps.csv", steps_csv(self.steps))
+        write_history(self.run_dir, self.history, self.steps)
 
     # ----------------------------------------------------------------- checkpoints
     def save_model(self, path) -> None:
         """Atomically save everything needed to resume exactly (see executors/checkpoints/checkpoint.py)."""
         save_checkpoint({
-            "model_name": self.cfg.model_name,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "epochs_completed": self.epochs_completed,
-            "global_step": self.global_step,
-            "best_accuracy": self.best_accuracy,
-            "best_epoch": self.best_epoch,
-            "history": self.history,
-            "steps": self.steps,
-            "rng": rng_state(),
-            "config": public_config(self.cfg),
-            "class_names": self.class_names,
-            "logger_run_id": self.logger_run_id,
+            "model_name": self.cfg.model_name, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(), "epochs_completed": self.epochs_completed,
+            "global_step": self.global_step, "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
+            "history": self.history, "steps": self.steps, "rng": rng_state(), "config": public_config(self.cfg),
+            "class_names": self.class_names, "logger_run_id": self.logger_run_id,
             "threads": torch.get_num_threads() if self.device.type == "cpu" else None,  # kept on resume
         }, path)
 
@@ -295,7 +292,7 @@ class Trainer:
         while step < max_steps and accuracy < 1.0:
             self.model.train()
             for _ in range(min(10, max_steps - step)):
-                loss, _, _ = self.forward.run_step(self._forward_backward, images, labels)
+                loss, _, _ = self._forward_backward(images, labels)
                 step += 1
             self.model.eval()
             with torch.inference_mode():

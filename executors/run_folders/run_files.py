@@ -1,9 +1,16 @@
-"""The text files of a run directory: metrics.csv, steps.csv and summary.json.
+"""The text files of a run directory (config.json, metrics.csv, steps.csv, summary.json) and
+the tracker run that goes with them.
 
 metrics.csv has one row per epoch with METRIC_COLUMNS (a contract: new columns are added at
 the end only); steps.csv one row per training step with STEP_COLUMNS (the curves of
 scripts/compare_runs.py --report); summary.json holds the keys listed in DESIGN.md section 5.
 """
+import contextlib
+import json
+
+from logs.Logger import TRACKER_FILE, Logger, public_config
+from utils.atomic_files import write_text_atomic
+
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
                   "test_balanced_accuracy", "epoch_seconds", "train_images_per_second", "skipped_steps",
                   "val_loss", "val_accuracy", "val_balanced_accuracy")
@@ -77,3 +84,34 @@ def run_summary(cfg, history: list, final: dict, best_epoch, trainable_parameter
         "final_val_balanced_accuracy": final_val["balanced_accuracy"] if final_val else None,
         "final_val_loss": final_val["loss"] if final_val else None,
     }
+
+
+@contextlib.contextmanager
+def tracked_run(cfg, run_dir, resume_run_id, hyperparameters: dict):
+    """The run's Logger (continuing tracker run `resume_run_id`), after writing config.json and
+    the tracker record, printing where it is tracked and logging `hyperparameters`; None, with
+    nothing written, when `run_dir` is None (torchrun processes other than the main one)."""
+    if run_dir is None:
+        yield None
+        return
+    write_text_atomic(run_dir / "config.json", json.dumps(public_config(cfg), indent=2))
+    with Logger(cfg.logger, run_dir, run_dir.name, resume_run_id) as logger:
+        if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
+            write_text_atomic(run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
+        print(logger.location, flush=True)
+        logger.log_hyperparameters(hyperparameters)
+        yield logger
+
+
+def write_history(run_dir, history: list, steps: list) -> None:
+    """metrics.csv and steps.csv of `run_dir` (see metrics_csv and steps_csv)."""
+    write_text_atomic(run_dir / "metrics.csv", metrics_csv(history))
+    write_text_atomic(run_dir / "steps.csv", steps_csv(steps))
+
+
+def write_summary(logger, run_dir, summary: dict) -> None:
+    """summary.json, the summary to the tracker, and the run's text files attached to its run."""
+    write_text_atomic(run_dir / "summary.json", json.dumps(summary, indent=2))
+    logger.log_summary(summary)
+    for name in ("config.json", "summary.json", "metrics.csv", "steps.csv"):
+        logger.log_file(run_dir / name)
