@@ -30,6 +30,8 @@ train_defaults = EasyDict(
     grad_clip_norm=None,
     confusion_matrix_every_epoch=False,
     overfit_batch_steps=500,
+    ema_decay=None,  # e.g. 0.9998: also keep and evaluate an EMA of the weights (docs/training-tools.md)
+    ema_warmup=False,  # True: the EMA's decay warms up as min(ema_decay, (1 + t) / (10 + t)) at update t
 )
 
 logger_defaults = EasyDict(

@@ -106,3 +106,9 @@ def main_process_first(processes: Processes):
     yield
     if processes.parallel and processes.is_main:
         dist.barrier()
+
+
+def broadcast_from_main(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrite `tensor` in place with rank 0's (every process must call it)."""
+    dist.broadcast(tensor, src=0)
+    return tensor

@@ -125,6 +125,9 @@ def load_trained(checkpoint, overrides=()):
     configure_backends(device)
     model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
     load_model_weights(model, state, checkpoint)
+    if "weights" in state:  # a run with train.ema_decay: best.pt holds the better of the weights and their EMA
+        print(f"weights: {'the EMA of the trained weights' if state['weights'] == 'ema' else 'the trained weights'} "
+              f"(train.ema_decay={state['config']['train']['ema_decay']})", file=sys.stderr)
     model = model.to(device).eval()
     if uses_channels_last(cfg.model_name, device):
         model = model.to(memory_format=torch.channels_last)

@@ -1,18 +1,13 @@
 """Trainer: the training loop, per-step and per-epoch logging, checkpoints and resume.
 
-The Trainer receives its loaders (any iterable of {"image": [B, C, H, W], "label": [B]}
-batches with a len()), builds the model, optimizer and lr schedule from the config, and
-writes into one run directory: config.json, metrics.csv, steps.csv, summary.json, best.pt,
-last.pt and the confusion-matrix images. best.pt is chosen on a validation loader when one is given
-(data.val_fraction), else on the test loader, which is evaluated every epoch either way.
-Interrupting a run and resuming it from last.pt ends with the same weights as an
-uninterrupted run on the CPU.
-
-On a GPU a training step never waits for the device: per-step metrics stay there and are
-read back in groups (executors/step_metrics.py); CNNs run in channels_last memory, cuDNN
-picks its fastest kernels, and `train.compile` runs the model through torch.compile.
-Under torchrun every process runs this same loop on its share of each batch, through
-DistributedDataParallel (executors/distributed.py); only the main process writes.
+From its loaders (iterables of {"image": [B, C, H, W], "label": [B]} batches with a len()) and
+the config, the Trainer builds model, optimizer and lr schedule, and writes one run directory:
+config.json, metrics.csv, steps.csv, summary.json, best.pt (chosen on the validation loader
+when given, else on the test loader, evaluated every epoch either way), last.pt and the
+confusion matrices. A run resumed from last.pt ends with the weights of an uninterrupted one
+on the CPU. A step never waits for the GPU (metrics are read back in groups:
+executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
+batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
 """
 import time
 from pathlib import Path
@@ -24,14 +19,15 @@ from executors.checkpoints.checkpoint import (load_checkpoint, load_model_weight
                                               save_checkpoint)
 from executors.checkpoints.resume import check_resumable
 from executors.compiled import TrainingForward
-from executors.distributed import Processes, all_reduce_sum, data_parallel
+from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
+from executors.ema import WeightEma, checkpoint_weights, select
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
 from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
-from executors.run_folders.run_files import (epoch_row, run_summary, step_row, tracked_run, tracker_metrics,
-                                             write_history, write_summary)
+from executors.run_folders.run_files import (ema_note, epoch_row, run_summary, step_row, tracked_run,
+                                             tracker_metrics, write_history, write_summary)
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
 from logs.Logger import public_config
 from models.registry import build_model, count_trainable_parameters
@@ -68,6 +64,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
+        decay = cfg.train.get("ema_decay")  # an fp32 average of the weights, updated every step (executors/ema.py)
+        self.ema = WeightEma(self.model, decay, cfg.train.get("ema_warmup", False)) if decay else None
         sync_bn = bool(cfg.train.get("sync_bn")) and cfg.model_name != "MLP"
         self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained
         self.forward = TrainingForward(trained, cfg.train.compile)  # what a training step calls
@@ -75,11 +73,9 @@ class Trainer:
         self.epochs_completed, self.global_step = 0, 0
         self.step_metrics = StepMetrics(len(self.class_names), self.device)
         self.best_accuracy, self.best_epoch = None, None
-        self.history = []  # one dict of run_files.METRIC_COLUMNS per completed epoch
-        self.steps = []  # one run_files.step_row per training step of the completed epochs
+        self.history, self.steps = [], []  # per completed epoch a run_files.epoch_row, per step a step_row
         self.run_dir, self.logger, self.logger_run_id = None, None, None
 
-    # ----------------------------------------------------------------- model
     def _prepare_model(self) -> nn.Module:
         """Build the model named by cfg.model_name, move it to the device (channels_last for a
         CNN on CUDA), print its size."""
@@ -87,13 +83,12 @@ class Trainer:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.trainable_parameters = count_trainable_parameters(model)
-        print(f"{self.cfg.model_name}: {self.trainable_parameters:,} trainable parameters")
-        print(f"Device: {describe_device(self.device)}, precision {self.precision.name}"
+        print(f"{self.cfg.model_name}: {self.trainable_parameters:,} trainable parameters\n"
+              f"Device: {describe_device(self.device)}, precision {self.precision.name}"
               f"{' with gradient scaling' if self.precision.use_scaler else ''}"
               f"{', channels_last' if self.channels_last else ''}")
         return model
 
-    # ----------------------------------------------------------------- steps
     def _forward_backward(self, images, labels):
         """One optimisation step on a batch: forward in autocast, loss in fp32, backward through
         the GradScaler, optional gradient clipping, optimizer step; no host synchronisation
@@ -125,6 +120,8 @@ class Trainer:
         loss, logits, skipped = self._forward_backward(images, labels)
         self.scheduler.step()
         self.global_step += 1
+        if self.ema is not None:
+            self.ema.update()
         self.step_metrics.add(self.global_step, lr, loss, logits.argmax(dim=1), labels, skipped)
 
     def make_step(self, batch) -> dict:
@@ -176,16 +173,24 @@ class Trainer:
         if error is not None:
             raise error
 
-    def evaluate(self, loader=None) -> dict:
-        """model.eval() pass over `loader` (default: the test loader); see evaluate_model."""
-        return evaluate_model(self.model, loader or self.test_loader, self.device,
+    def evaluate(self, loader=None, model=None) -> dict:
+        """model.eval() pass of `model` (default: the trained one) over `loader` (default: the test
+        loader); see evaluate_model."""
+        return evaluate_model(self.model if model is None else model, loader or self.test_loader, self.device,
                               len(self.class_names), self.precision, self.channels_last, self.reduce)
 
-    def evaluate_epoch(self):
-        """(test metrics, validation metrics or None): the evaluations that end every epoch."""
-        return self.evaluate(), self.evaluate(self.val_loader) if self.val_loader is not None else None
+    def evaluate_epoch(self) -> dict:
+        """The evaluations that end every epoch: "test", "val" of the trained weights, "ema_test",
+        "ema_val" of their EMA (evaluate_model's metrics; None without a validation loader or an
+        EMA) and "selected_weights", the better on the selection split (ema.select; None without an EMA)."""
+        if self.ema is not None and self.processes.parallel:
+            self.ema.share_buffers(broadcast_from_main)
+        models = {"": self.model, "ema_": self.ema.module if self.ema is not None else None}
+        evaluations = {f"{prefix}{split}": None if model is None or loader is None else self.evaluate(loader, model)
+                       for prefix, model in models.items()
+                       for split, loader in (("test", self.test_loader), ("val", self.val_loader))}
+        return {**evaluations, "selected_weights": select(evaluations)[1] if self.ema is not None else None}
 
-    # ----------------------------------------------------------------- fit
     def fit(self, run_dir=None) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
 
@@ -211,26 +216,26 @@ class Trainer:
                 lr = self.optimizer.param_groups[0]["lr"]
                 train = self.train_epoch(epoch)
                 evaluations = self.evaluate_epoch()
-                self._end_epoch(epoch, lr, train, *evaluations, time.perf_counter() - started)
+                self._end_epoch(epoch, lr, train, evaluations, time.perf_counter() - started)
                 started = time.perf_counter()
-            final, final_val = evaluations or self.evaluate_epoch()
+            final = evaluations or self.evaluate_epoch()
             summary = run_summary(self.cfg, self.history, final, self.best_epoch, self.trainable_parameters,
-                                  self.device, final_val)
+                                  self.device)
             if self.logger is not None:
-                save_confusion(self.logger, final["confusion"], self.class_names, "confusion_matrix_end.png",
+                save_confusion(self.logger, final["test"]["confusion"], self.class_names, "confusion_matrix_end.png",
                                f"Test set after {self.epochs_completed} epochs")
                 write_summary(self.logger, self.run_dir, summary)
         self.logger = None
         return summary
 
-    def _end_epoch(self, epoch, lr, train, test, val, wall_seconds):
+    def _end_epoch(self, epoch, lr, train, evaluations, wall_seconds):
         """Update history and the best epoch (on validation accuracy if there is a validation
-        split, else on test accuracy); main process: log and print the epoch, save best.pt
-        (when best), last.pt and metrics.csv."""
-        row = epoch_row(epoch, lr, train, test, wall_seconds, val)
+        split, else on test accuracy; of the trained weights or their EMA, whichever is better);
+        main process: log and print the epoch, save best.pt (when best), last.pt and metrics.csv."""
+        row = epoch_row(epoch, lr, train, evaluations, wall_seconds)
         self.history.append(row)
         self.epochs_completed = epoch + 1
-        chosen = (val or test)["accuracy"]
+        chosen, weights = select(evaluations)
         is_best = self.best_accuracy is None or chosen > self.best_accuracy
         if is_best:
             self.best_accuracy, self.best_epoch = chosen, epoch + 1
@@ -238,20 +243,20 @@ class Trainer:
             return
         self.logger.log_epoch_metrics(tracker_metrics(row), epoch + 1)
         eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
-        print(epoch_line(row, self.cfg.train.epochs, eta), flush=True)
+        print(epoch_line(row, self.cfg.train.epochs, eta) + ema_note(row), flush=True)
         if self.cfg.train.confusion_matrix_every_epoch:
-            save_confusion(self.logger, test["confusion"], self.class_names,
+            save_confusion(self.logger, evaluations["test"]["confusion"], self.class_names,
                            f"confusion_matrices/epoch_{epoch + 1:03d}.png", f"Test set after epoch {epoch + 1}")
         if is_best:  # before last.pt records it: a crash in between must not leave a best epoch without best.pt
-            self.save_model(self.run_dir / BEST)
+            self.save_model(self.run_dir / BEST, weights)
         self.save_model(self.run_dir / LAST)
         write_history(self.run_dir, self.history, self.steps)
 
-    # ----------------------------------------------------------------- checkpoints
-    def save_model(self, path) -> None:
-        """Atomically save everything needed to resume exactly (see executors/checkpoints/checkpoint.py)."""
+    def save_model(self, path, weights="raw") -> None:
+        """Atomically save everything needed to resume exactly (executors/checkpoints/checkpoint.py);
+        `weights`: which weights "model" holds with an EMA, "raw" or "ema" (ema.checkpoint_weights)."""
         save_checkpoint({
-            "model_name": self.cfg.model_name, "model": self.model.state_dict(),
+            "model_name": self.cfg.model_name, **checkpoint_weights(self.model, self.ema, weights),
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(), "epochs_completed": self.epochs_completed,
             "global_step": self.global_step, "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
@@ -266,7 +271,9 @@ class Trainer:
         changes what the run trained (executors/checkpoints/resume.check_resumable)."""
         state = state if state is not None else load_checkpoint(path, self.cfg.model_name)
         check_resumable(state, self.cfg, path, self.class_names)
-        load_model_weights(self.model, state, path)
+        load_model_weights(self.model, {"model": state.get("trained_model", state["model"])}, path)
+        if self.ema is not None:  # a run's EMA setting never changes on resume (resume.check_resumable)
+            self.ema.load_state_dict(state["ema"])
         restore_training_state(self.optimizer, self.scheduler, self.scaler, state, path)
         sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it
         self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]
@@ -276,7 +283,6 @@ class Trainer:
         set_rng_state(state["rng"])
         print(f"Resumed from {path}: {self.epochs_completed} epochs done, step {self.global_step}")
 
-    # ----------------------------------------------------------------- sanity check
     def overfitting_on_batch(self, max_steps: int = None) -> dict:
         """Train on the first training batch alone until it is classified 100% correctly.
 
