@@ -94,8 +94,9 @@ def train_experiment(cfg, resume=None):
             trainer.load_model(checkpoint, state)
         if processes.is_main:  # the other processes write nothing
             run_dir = run_dir or held.enter_context(claim_run_dir(cfg.exp_dir, cfg.exp_name, cfg.logger))
-            print(f"Run directory: {run_dir}")
-        try:
+        try:  # from the line that names the run directory on, an interruption says what it holds
+            if processes.is_main:
+                print(f"Run directory: {run_dir}")
             summary = trainer.fit(run_dir)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through utils.cli
             note = interruption_note(run_dir) if processes.is_main else ""
