@@ -132,13 +132,11 @@ class Trainer:
         return self.step_metrics.read()[-1]
 
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over train_loader in model.train() mode, logging every step.
-
-        Step values are read back from the device every logger.flush_every steps and at the
-        end. Returns the epoch means of loss and accuracy, images seen, steps the GradScaler
-        skipped and seconds spent. Raises TrainingError when the loss stays NaN/inf for
-        train.max_nonfinite_steps steps, or ends the epoch NaN/inf with non-finite weights.
-        """
+        """One pass over train_loader in model.train() mode, logging every step (read back from
+        the device every logger.flush_every steps and at the end). Returns the epoch means of loss
+        and accuracy, images seen, steps the GradScaler skipped and seconds spent. Raises
+        TrainingError when the loss stays NaN/inf for train.max_nonfinite_steps steps, or ends
+        the epoch NaN/inf with non-finite weights."""
         set_epoch = getattr(self.train_loader, "set_epoch", None)
         if set_epoch:
             set_epoch(epoch)
@@ -192,13 +190,10 @@ class Trainer:
         return {**evaluations, "selected_weights": select(evaluations)[1] if self.ema is not None else None}
 
     def fit(self, run_dir=None) -> dict:
-        """Train until cfg.train.epochs, evaluating each epoch; returns the run summary.
-
-        `run_dir` (made by executors.run_folders.run_dir) receives config.json, metrics.csv, steps.csv,
-        summary.json, best.pt, last.pt and the confusion-matrix images. Under torchrun only the
-        main process writes (and needs a `run_dir`); the others run the same steps and
-        evaluations, so that every collective operation meets its partners.
-        """
+        """Train until cfg.train.epochs, evaluating each epoch; returns the run summary. `run_dir`
+        (executors.run_folders.run_dir) receives the run's files (module docstring). Under torchrun
+        only the main process writes (and needs a `run_dir`); the others run the same steps and
+        evaluations, so that every collective operation meets its partners."""
         self.run_dir = Path(run_dir) if self.processes.is_main else None
         started = time.perf_counter()
         hyperparameters = {**to_plain(self.cfg), "trainable_parameters": self.trainable_parameters,
@@ -284,12 +279,9 @@ class Trainer:
         print(f"Resumed from {path}: {self.epochs_completed} epochs done, step {self.global_step}")
 
     def overfitting_on_batch(self, max_steps: int = None) -> dict:
-        """Train on the first training batch alone until it is classified 100% correctly.
-
-        Uses the configured optimizer at the configured lr (after linear scaling), constant:
-        no warmup, no decay. Checks accuracy in model.eval() mode every 10 steps. Returns
-        {"steps", "accuracy", "loss"}.
-        """
+        """Train on the first training batch alone until it is classified 100% correctly, with the
+        configured optimizer at the configured lr (after linear scaling), constant: no warmup, no
+        decay. Checks accuracy in model.eval() mode every 10 steps. Returns {"steps", "accuracy", "loss"}."""
         max_steps = max_steps or self.cfg.train.overfit_batch_steps
         for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base_lr  # LambdaLR set the warmup's first-step lr at construction
