@@ -19,6 +19,8 @@ import copy
 import torch
 from torch import nn
 
+from executors.checkpoints.checkpoint import load_model_weights
+
 
 def ema_decay(decay: float, warmup: bool, updates: int) -> float:
     """decay_t of the update after `updates` earlier ones (see the module docstring)."""
@@ -88,3 +90,11 @@ def checkpoint_weights(model: nn.Module, ema, weights: str = "raw") -> dict:
         return {"model": model.state_dict(), "ema": ema.state_dict(), "weights": "raw"}
     return {"model": ema.module.state_dict(), "trained_model": model.state_dict(), "ema": ema.state_dict(),
             "weights": "ema"}
+
+
+def restore_weights(model: nn.Module, ema, state: dict, path) -> None:
+    """Load a checkpoint's trained weights into `model` and its average into `ema` (when the
+    run has one: a resume never switches the EMA on or off, checkpoints/resume.py)."""
+    load_model_weights(model, {"model": state.get("trained_model", state["model"])}, path)
+    if ema is not None:
+        ema.load_state_dict(state["ema"])

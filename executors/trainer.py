@@ -9,37 +9,37 @@ on the CPU. A step never waits for the GPU (metrics are read back in groups:
 executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
 batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
 """
+import contextlib
+import json
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from executors.checkpoints.checkpoint import (load_checkpoint, load_model_weights, restore_training_state,
-                                              save_checkpoint)
+from executors.checkpoints.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from executors.checkpoints.resume import check_resumable
 from executors.compiled import TrainingForward
 from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
-from executors.ema import WeightEma, checkpoint_weights, select
+from executors.ema import WeightEma, checkpoint_weights, restore_weights, select
 from executors.evaluation import evaluate_model, to_device
 from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
 from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
-from executors.run_folders.run_files import (ema_note, epoch_row, run_summary, step_row, tracked_run,
-                                             tracker_metrics, write_history, write_summary)
+from executors.run_folders.run_files import (ema_note, epoch_row, run_summary, step_row, tracker_metrics,
+                                             write_history, write_summary)
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
-from logs.Logger import public_config
+from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
+from utils.atomic_files import write_text_atomic
 from utils.config import to_plain
 from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
                            set_rng_state, uses_channels_last)
 
 
 class Trainer:
-    """Trains `cfg.model_name` on `train_loader`, evaluates on `test_loader` (and `val_loader`)
-    every epoch; best.pt is the epoch of highest validation accuracy when there is a
-    validation loader, else of highest test accuracy.
+    """Trains `cfg.model_name` and evaluates it every epoch (see the module docstring).
 
     Args:
         cfg: the resolved config (EasyDict); see configs/mlp_cfg.py for the keys.
@@ -77,8 +77,7 @@ class Trainer:
         self.run_dir, self.logger, self.logger_run_id = None, None, None
 
     def _prepare_model(self) -> nn.Module:
-        """Build the model named by cfg.model_name, move it to the device (channels_last for a
-        CNN on CUDA), print its size."""
+        """cfg.model_name's model on the device (channels_last for a CNN on CUDA); prints its size."""
         model = build_model(self.cfg.model_name, self.cfg.model, len(self.class_names)).to(self.device)
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
@@ -90,11 +89,10 @@ class Trainer:
         return model
 
     def _forward_backward(self, images, labels):
-        """One optimisation step on a batch: forward in autocast, loss in fp32, backward through
-        the GradScaler, optional gradient clipping, optimizer step; no host synchronisation
-        (except inside GradScaler.step for optimizers without fused AMP support). A compiled
-        model's first step that raises is redone eagerly (executors/compiled.py). Returns (loss:
-        fp32 0-d, logits [B, classes], skipped: 0-d bool or None, see scaled_optimizer_step)."""
+        """One optimisation step: forward in autocast, loss in fp32, backward through the GradScaler,
+        optional gradient clipping, optimizer step; no host sync (but in GradScaler.step for optimizers
+        without fused AMP). A compiled model's first step that raises is redone eagerly (compiled.py).
+        Returns (loss: fp32 0-d, logits [B, classes], skipped: 0-d bool or None: scaled_optimizer_step)."""
         try:
             with torch.autocast(self.device.type, dtype=self.precision.dtype,
                                 enabled=self.precision.dtype is not None):
@@ -125,18 +123,16 @@ class Trainer:
         self.step_metrics.add(self.global_step, lr, loss, logits.argmax(dim=1), labels, skipped)
 
     def make_step(self, batch) -> dict:
-        """Train on one batch and advance the lr schedule; returns this batch's loss, accuracy,
-        balanced_accuracy, the lr used (floats), skipped (0/1), step and size. Reads the values
-        back at once, a host synchronisation per call: train_epoch reads steps back in groups."""
+        """_train_step, then its loss, accuracy, balanced_accuracy, lr used (floats), skipped (0/1), step
+        and size, read back at once (a host sync per call: train_epoch reads steps back in groups)."""
         self._train_step(batch)
         return self.step_metrics.read()[-1]
 
     def train_epoch(self, epoch: int) -> dict:
-        """One pass over train_loader in model.train() mode, logging every step (read back from
-        the device every logger.flush_every steps and at the end). Returns the epoch means of loss
-        and accuracy, images seen, steps the GradScaler skipped and seconds spent. Raises
-        TrainingError when the loss stays NaN/inf for train.max_nonfinite_steps steps, or ends
-        the epoch NaN/inf with non-finite weights."""
+        """One pass over train_loader in model.train() mode, logging every step (read back every
+        logger.flush_every steps and at the end). Returns the epoch means of loss and accuracy, images
+        seen, steps the GradScaler skipped and seconds spent. Raises TrainingError when the loss stays
+        NaN/inf for train.max_nonfinite_steps steps, or ends the epoch NaN/inf with non-finite weights."""
         set_epoch = getattr(self.train_loader, "set_epoch", None)
         if set_epoch:
             set_epoch(epoch)
@@ -172,15 +168,13 @@ class Trainer:
             raise error
 
     def evaluate(self, loader=None, model=None) -> dict:
-        """model.eval() pass of `model` (default: the trained one) over `loader` (default: the test
-        loader); see evaluate_model."""
+        """evaluate_model of `model` (default: the trained one) on `loader` (default: the test loader)."""
         return evaluate_model(self.model if model is None else model, loader or self.test_loader, self.device,
                               len(self.class_names), self.precision, self.channels_last, self.reduce)
 
     def evaluate_epoch(self) -> dict:
-        """The evaluations that end every epoch: "test", "val" of the trained weights, "ema_test",
-        "ema_val" of their EMA (evaluate_model's metrics; None without a validation loader or an
-        EMA) and "selected_weights", the better on the selection split (ema.select; None without an EMA)."""
+        """{"test", "val", "ema_test", "ema_val"}: evaluate_model of the trained weights and their EMA (None without
+        a validation loader or an EMA), and "selected_weights", the better of them (ema.select; None without an EMA)."""
         if self.ema is not None and self.processes.parallel:
             self.ema.share_buffers(broadcast_from_main)
         models = {"": self.model, "ema_": self.ema.module if self.ema is not None else None}
@@ -190,16 +184,12 @@ class Trainer:
         return {**evaluations, "selected_weights": select(evaluations)[1] if self.ema is not None else None}
 
     def fit(self, run_dir=None) -> dict:
-        """Train until cfg.train.epochs, evaluating each epoch; returns the run summary. `run_dir`
-        (executors.run_folders.run_dir) receives the run's files (module docstring). Under torchrun
-        only the main process writes (and needs a `run_dir`); the others run the same steps and
-        evaluations, so that every collective operation meets its partners."""
+        """Train until cfg.train.epochs, evaluating each epoch, into `run_dir` (run_folders.run_dir); returns the
+        run summary. Under torchrun only the main process writes (and needs a `run_dir`); the others run
+        the same steps and evaluations, so that every collective operation meets its partners."""
         self.run_dir = Path(run_dir) if self.processes.is_main else None
         started = time.perf_counter()
-        hyperparameters = {**to_plain(self.cfg), "trainable_parameters": self.trainable_parameters,
-                           "device": str(self.device), "precision": self.precision.name}
-        with tracked_run(self.cfg, self.run_dir, self.logger_run_id, hyperparameters) as self.logger:
-            self.logger_run_id = self.logger.run_id if self.logger is not None else None
+        with self._tracking() as self.logger:  # None in the other processes
             if self.epochs_completed == 0:
                 confusion = self.evaluate()["confusion"]
                 if self.logger is not None:  # main process
@@ -223,9 +213,25 @@ class Trainer:
         self.logger = None
         return summary
 
+    @contextlib.contextmanager
+    def _tracking(self):
+        """Main process: write config.json, open the run's Logger (continuing the run's tracker run
+        on resume), write its tracker record, log the hyperparameters and yield it; elsewhere None."""
+        if self.run_dir is None:
+            yield None
+            return
+        write_text_atomic(self.run_dir / "config.json", json.dumps(public_config(self.cfg), indent=2))
+        with Logger(self.cfg.logger, self.run_dir, self.run_dir.name, self.logger_run_id) as logger:
+            self.logger_run_id = logger.run_id
+            if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
+                write_text_atomic(self.run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
+            print(logger.location, flush=True)
+            logger.log_hyperparameters({**to_plain(self.cfg), "trainable_parameters": self.trainable_parameters,
+                                        "device": str(self.device), "precision": self.precision.name})
+            yield logger
+
     def _end_epoch(self, epoch, lr, train, evaluations, wall_seconds):
-        """Update history and the best epoch (on validation accuracy if there is a validation
-        split, else on test accuracy; of the trained weights or their EMA, whichever is better);
+        """Update history and the best epoch (ema.select: on validation, else test accuracy, of the better weights);
         main process: log and print the epoch, save best.pt (when best), last.pt and metrics.csv."""
         row = epoch_row(epoch, lr, train, evaluations, wall_seconds)
         self.history.append(row)
@@ -261,14 +267,11 @@ class Trainer:
         }, path)
 
     def load_model(self, path, state=None) -> None:
-        """Restore model, optimizer, schedule, scaler, counters and RNG from a checkpoint
-        (`state`: its contents when already read). Raises CheckpointError when the config
-        changes what the run trained (executors/checkpoints/resume.check_resumable)."""
+        """Restore weights, optimizer, schedule, scaler, counters and RNG from a checkpoint (`state`: its
+        contents if read); CheckpointError if the config changes what the run trained (resume.py)."""
         state = state if state is not None else load_checkpoint(path, self.cfg.model_name)
         check_resumable(state, self.cfg, path, self.class_names)
-        load_model_weights(self.model, {"model": state.get("trained_model", state["model"])}, path)
-        if self.ema is not None:  # a run's EMA setting never changes on resume (resume.check_resumable)
-            self.ema.load_state_dict(state["ema"])
+        restore_weights(self.model, self.ema, state, path)
         restore_training_state(self.optimizer, self.scheduler, self.scaler, state, path)
         sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it
         self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]

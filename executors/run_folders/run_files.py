@@ -1,14 +1,11 @@
-"""The text files of a run directory (config.json, metrics.csv, steps.csv, summary.json) and
-the tracker run that goes with them.
+"""The text files of a run directory: metrics.csv, steps.csv and summary.json.
 
 metrics.csv has one row per epoch with METRIC_COLUMNS (a contract: new columns are added at
 the end only); steps.csv one row per training step with STEP_COLUMNS (the curves of
 scripts/compare_runs.py --report); summary.json holds the keys listed in DESIGN.md section 5.
 """
-import contextlib
 import json
 
-from logs.Logger import TRACKER_FILE, Logger, public_config
 from utils.atomic_files import write_text_atomic
 
 METRIC_COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -107,23 +104,6 @@ def run_summary(cfg, history: list, final: dict, best_epoch, trainable_parameter
     if final["ema_test"] is not None:
         summary.update(best_weights=best.get("selected_weights"), final_ema_test_accuracy=final["ema_test"]["accuracy"])
     return summary
-
-
-@contextlib.contextmanager
-def tracked_run(cfg, run_dir, resume_run_id, hyperparameters: dict):
-    """The run's Logger (continuing tracker run `resume_run_id`), after writing config.json and
-    the tracker record, printing where it is tracked and logging `hyperparameters`; None, with
-    nothing written, when `run_dir` is None (torchrun processes other than the main one)."""
-    if run_dir is None:
-        yield None
-        return
-    write_text_atomic(run_dir / "config.json", json.dumps(public_config(cfg), indent=2))
-    with Logger(cfg.logger, run_dir, run_dir.name, resume_run_id) as logger:
-        if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
-            write_text_atomic(run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
-        print(logger.location, flush=True)
-        logger.log_hyperparameters(hyperparameters)
-        yield logger
 
 
 def write_history(run_dir, history: list, steps: list) -> None:
