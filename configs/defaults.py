@@ -47,6 +47,8 @@ train_defaults = EasyDict(
     cutmix_alpha=0.0,  # Beta(alpha, alpha) of each sample's cutmix area; 0: no cutmix
     mix_prob=None,  # probability that a batch is mixed at all; None: 1.0
     mix_switch_prob=None,  # with both on: probability that a sample takes cutmix, else mixup; None: 0.5
+    ema_decay=None,  # e.g. 0.9998: also keep and evaluate an EMA of the weights (docs/training-tools.md)
+    ema_warmup=False,  # True: the EMA's decay warms up as min(ema_decay, (1 + t) / (10 + t)) at update t
 )
 
 logger_defaults = EasyDict(

@@ -1,9 +1,10 @@
 """Optional torch.compile for the training forward pass, with a fall-back to eager execution.
 
-torch.compile compiles lazily, on the first call, and may fail there (no C compiler, an
-unsupported Python or operator, a backend bug). Training must not die of an optimisation:
-the first compiled step that raises is redone with the eager model, after a one-line note,
-and every later step runs eagerly. Once a compiled step has succeeded, errors propagate.
+torch.compile compiles lazily, on the first call (the backward graph on the first backward),
+and may fail there (no C compiler, an unsupported Python or operator, a backend bug).
+Training must not die of an optimisation: when the first compiled step raises, `fall_back`
+prints a one-line note and makes every later call eager, and the Trainer redoes the step.
+Once a compiled step has succeeded, errors propagate.
 
 The compiled wrapper shares the model's parameters; checkpoints keep saving the model
 itself, so their keys carry no `_orig_mod.` prefix.
@@ -28,28 +29,31 @@ class TrainingForward:
     """
 
     def __init__(self, model: torch.nn.Module, enabled: bool):
-        self.model, self.compiled, self.proven = model, None, False
+        self.model, self.compiled, self.compiled_calls = model, None, 0
         if enabled:
             try:
                 self.compiled = torch.compile(model)
             except Exception as error:  # e.g. torch.compile unsupported on this Python
                 self._give_up(error)
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        return (self.model if self.compiled is None else self.compiled)(images)
+    @property
+    def proven(self) -> bool:
+        """Whether the compiled model has run a whole step: a step after its first has called it."""
+        return self.compiled is not None and self.compiled_calls > 1
 
-    def run_step(self, step, *args):
-        """Return step(*args), where `step` calls this object for its forward pass. If it is the
-        first compiled step and raises, print a note and redo it eagerly."""
-        if self.compiled is None or self.proven:
-            return step(*args)
-        try:
-            result = step(*args)
-        except Exception as error:
-            self._give_up(error)
-            return step(*args)
-        self.proven = True
-        return result
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.compiled is None:
+            return self.model(images)
+        self.compiled_calls += 1
+        return self.compiled(images)
+
+    def fall_back(self, error: BaseException) -> bool:
+        """After `error` in a training step: True when the step was the compiled model's first
+        (note printed, later calls run eagerly: redo the step), else False (re-raise it)."""
+        if self.compiled is None or self.compiled_calls > 1:
+            return False
+        self._give_up(error)
+        return True
 
     def _give_up(self, error: BaseException) -> None:
         self.compiled = None

@@ -7,9 +7,10 @@ knows about it.
 * The model trains inside DistributedDataParallel (gradients averaged over processes);
   `train.sync_bn` turns BatchNorm into SyncBatchNorm. `train.batch_size` stays the global
   batch: each process gets its share of every batch from its loader.
-* Only rank 0 writes (run directory, checkpoints, figures, tracker run) and prints; the
-  others run `follow`, the same steps and evaluations without writing, and print only
-  errors. Evaluation counts and losses are summed over processes exactly (`all_reduce_sum`).
+* Every process runs the same Trainer.fit loop; only rank 0 writes (run directory,
+  checkpoints, figures, tracker run), and `session` sends the others' standard output to
+  /dev/null, so they print only errors. Evaluation counts and losses are summed over
+  processes exactly (`all_reduce_sum`).
 * An error in one process ends it with its message and a non-zero status, and torchrun then
   stops the others.
 """
@@ -22,7 +23,6 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from executors.compiled import TrainingForward
 from utils.errors import ConfigError
 from utils.runtime import resolve_device
 
@@ -83,32 +83,18 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def parallelize(trainer, processes: Processes) -> None:
-    """Train `trainer`'s model under DistributedDataParallel and sum its evaluations over
-    processes. Call after any checkpoint is loaded; checkpoints keep the bare model."""
+def data_parallel(model: torch.nn.Module, processes: Processes, device: torch.device, sync_bn=False):
+    """(model, training model): in a single process `model` twice; under torchrun `model` with
+    its BatchNorm layers made SyncBatchNorm when `sync_bn` (a CNN; the same Parameters, so an
+    optimizer built before still holds them), and DistributedDataParallel around it, which
+    averages the gradients over processes during backward. Evaluate and save the first (the
+    bare model: checkpoints keep its keys); train through the second."""
     if not processes.parallel:
-        return
-    if trainer.cfg.train.get("sync_bn") and trainer.cfg.model_name != "MLP":
-        trainer.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(trainer.model)  # same Parameters
-    device_ids = [torch.cuda.current_device()] if trainer.device.type == "cuda" else None
-    parallel_model = DistributedDataParallel(trainer.model, device_ids=device_ids)
-    trainer.forward = TrainingForward(parallel_model, trainer.cfg.train.compile)
-    trainer.reduce = all_reduce_sum
-
-
-def follow(trainer) -> None:
-    """What a process other than rank 0 runs instead of Trainer.fit: every training step and
-    evaluation that fit runs, in the same order (so each collective operation meets its
-    partner on rank 0), and no writing."""
-    if trainer.epochs_completed == 0:
-        trainer.evaluate()  # fit's confusion matrix before training
-    remaining = range(trainer.epochs_completed, trainer.cfg.train.epochs)
-    for epoch in remaining:
-        trainer.train_epoch(epoch)
-        trainer.evaluate_epoch()
-        trainer.epochs_completed = epoch + 1
-    if not remaining:
-        trainer.evaluate_epoch()  # fit's final evaluations when no epoch was left to train
+        return model, model
+    if sync_bn:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return model, DistributedDataParallel(model, device_ids=device_ids)
 
 
 @contextlib.contextmanager
@@ -120,3 +106,9 @@ def main_process_first(processes: Processes):
     yield
     if processes.parallel and processes.is_main:
         dist.barrier()
+
+
+def broadcast_from_main(tensor: torch.Tensor) -> torch.Tensor:
+    """Overwrite `tensor` in place with rank 0's (every process must call it)."""
+    dist.broadcast(tensor, src=0)
+    return tensor

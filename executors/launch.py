@@ -14,7 +14,7 @@ from datasets.transforms.building import build_transforms
 from executors.checkpoints.checkpoint import load_checkpoint, load_model_weights
 from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.checkpoints.resume import check_resumable, finished_note, finished_summary
-from executors.distributed import Processes, follow, main_process_first, parallelize, session
+from executors.distributed import Processes, main_process_first, session
 from executors.evaluation import evaluate_model
 from executors.preflight import preflight
 from executors.run_folders.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
@@ -50,7 +50,7 @@ def prepare_trainer(cfg, processes=Processes(), kept_threads=None) -> Trainer:
     with main_process_first(processes):
         loaders = build_loaders(cfg, processes.rank, processes.world_size,
                                 drop_single_last=has_batch_norm(cfg.model_name, cfg.model))
-    trainer = Trainer(cfg, *loaders, val_loader=loaders.val)
+    trainer = Trainer(cfg, *loaders, val_loader=loaders.val, processes=processes)
     if trainer.device.type == "cpu":
         print(configure_threads(cfg.get("threads"), _step_probe(trainer), kept=kept_threads))
     return trainer
@@ -68,7 +68,7 @@ def train_experiment(cfg, resume=None):
     (executors/checkpoints/resume.py), and a finished run is reported ("already finished") and left as it
     is. The run directory is locked for the run's life: a second process that wants it (e.g.
     --resume auto while the run trains) stops with a UserError. Under torchrun
-    every process trains its share and rank 0 alone writes (executors/distributed.py).
+    every process runs Trainer.fit on its share and rank 0 alone writes (executors/distributed.py).
     """
     check_values(cfg)
     make_paths_absolute(cfg)
@@ -92,17 +92,16 @@ def train_experiment(cfg, resume=None):
         trainer = prepare_trainer(cfg, processes, kept_threads=state.get("threads") if state else None)
         if checkpoint is not None:
             trainer.load_model(checkpoint, state)
-        parallelize(trainer, processes)
-        if not processes.is_main:
-            return follow(trainer)
-        if run_dir is None:
-            run_dir = held.enter_context(claim_run_dir(cfg.exp_dir, cfg.exp_name, cfg.logger))
-        try:
-            print(f"Run directory: {run_dir}")
-            return trainer.fit(run_dir)
+        if processes.is_main:  # the other processes write nothing
+            run_dir = run_dir or held.enter_context(claim_run_dir(cfg.exp_dir, cfg.exp_name, cfg.logger))
+        try:  # from the line that names the run directory on, an interruption says what it holds
+            if processes.is_main:
+                print(f"Run directory: {run_dir}")
+            summary = trainer.fit(run_dir)
         except KeyboardInterrupt as error:  # Ctrl-C, or SIGTERM through utils.cli
-            note = interruption_note(run_dir)
+            note = interruption_note(run_dir) if processes.is_main else ""
             raise Interrupted(getattr(error, "signal_number", signal.SIGINT), note) from None
+        return summary if processes.is_main else None
 
 
 def overfit_experiment(cfg, steps=None) -> dict:
@@ -127,6 +126,9 @@ def load_trained(checkpoint, overrides=()):
     configure_backends(device)
     model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
     load_model_weights(model, state, checkpoint)
+    if "weights" in state:  # a run with train.ema_decay: best.pt holds the better of the weights and their EMA
+        print(f"weights: {'the EMA of the trained weights' if state['weights'] == 'ema' else 'the trained weights'} "
+              f"(train.ema_decay={state['config']['train']['ema_decay']})", file=sys.stderr)
     model = model.to(device).eval()
     if uses_channels_last(cfg.model_name, device):
         model = model.to(memory_format=torch.channels_last)

@@ -34,7 +34,7 @@ Integration into the Trainer (mixing after the batch is on the device, before th
     if self.mixer is not None:
         self.criterion = functools.partial(soft_cross_entropy, label_smoothing=cfg.train.label_smoothing)
     # _train_step
-    images, labels = to_device(batch, self.device, self.channels_last)
+    images, labels = batch_to_device(batch, self.device, self.channels_last)
     targets = accuracy_labels = labels
     if self.mixer is not None:
         images, targets, accuracy_labels = self.mixer(images, labels)

@@ -112,6 +112,21 @@ class StepMetrics:
             f"train.amp='bf16' (GPUs of compute capability 8.0+) or 'off'. {saved}.")
 
 
+def scaled_optimizer_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer):
+    """scaler.step(optimizer) and scaler.update(); returns a 0-d bool on the device, True when
+    the GradScaler skipped the step for inf/nan gradients (None when the scaler is off).
+
+    Why the private `_get_scale_async` (the scale tensor, no host sync): GradScaler tells of a
+    skipped step only through get_scale() (a host sync) or private state, but update() shrinks
+    the scale exactly when the step was skipped, so the scale before and after is compared."""
+    scaler.step(optimizer)
+    if not scaler.is_enabled():
+        return None
+    scale = scaler._get_scale_async().clone()
+    scaler.update()
+    return scaler._get_scale_async() < scale
+
+
 def parameters_finite(model: torch.nn.Module) -> bool:
     """Whether every parameter of `model` is finite (one host synchronisation)."""
     return bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all())

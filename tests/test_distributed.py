@@ -113,3 +113,51 @@ def test_evaluation_is_summed_exactly_over_processes(tmp_path):
     assert torch.equal(reduced["confusion"], single["confusion"])
     assert reduced["loss"] == pytest.approx(single["loss"], rel=1e-6)  # float32 sums of other batch shapes
     assert reduced["accuracy"] == single["accuracy"]
+
+
+def test_ema_under_ddp_equals_the_single_process_ema(kmnist_root, tmp_path):
+    single = train(kmnist_root, tmp_path / "single", 1, "train.epochs=1", "train.ema_decay=0.9")
+    parallel = train(kmnist_root, tmp_path / "ddp", 2, "train.epochs=1", "train.ema_decay=0.9")
+    assert single.returncode == 0, single.stderr[-2000:]
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    one, two = (torch.load(d / "mlp_base" / "last.pt", weights_only=True)["ema"] for d in (tmp_path / "single",
+                                                                                          tmp_path / "ddp"))
+    assert one["updates"] == two["updates"] > 0
+    for name, tensor in one["weights"].items():
+        torch.testing.assert_close(two["weights"][name], tensor, atol=1e-5, rtol=1e-4)
+
+
+def _train_share_with_ema(rank, world_size, init_file, kmnist_root, result_file):
+    from executors.distributed import Processes
+    from executors.trainer import Trainer
+    from datasets.loading.loaders import build_loaders
+    from utils.config import load_config
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    cfg = load_config("mlp", [f"data.root='{kmnist_root}'", "data.md5=None", "data.download=False", "device='cpu'",
+                              "train.batch_size=32", "train.ema_decay=0.9", "logger.backend='none'"])
+    cfg.model.layers.insert(2, ("BatchNorm1d", {"num_features": 200}))  # buffers each process updates itself
+    loaders = build_loaders(cfg, rank, world_size)
+    trainer = Trainer(cfg, *loaders, val_loader=loaders.val, processes=Processes(rank, world_size, rank))
+    trainer.train_epoch(0)
+
+    def gathered(tensors):
+        flat = torch.cat([t.detach().double().flatten() for t in tensors])
+        copies = [torch.empty_like(flat) for _ in range(world_size)]
+        dist.all_gather(copies, flat)
+        return copies
+    parameters = gathered(list(trainer.ema.module.parameters()))
+    own_buffers = gathered(list(trainer.ema.module.buffers()))
+    trainer.evaluate_epoch()  # takes rank 0's BatchNorm buffers
+    state = gathered(list(trainer.ema.module.state_dict().values()))
+    if rank == 0:
+        torch.save({"parameters": parameters, "own_buffers": own_buffers, "state": state}, result_file)
+    dist.destroy_process_group()
+
+
+def test_ema_is_one_average_identical_on_every_process(kmnist_root, tmp_path):
+    mp.spawn(_train_share_with_ema, args=(2, tmp_path / "init", kmnist_root, tmp_path / "result.pt"), nprocs=2)
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    assert torch.equal(*result["parameters"])  # the average of the DDP-synchronised weights
+    assert not torch.equal(*result["own_buffers"])  # each process's running statistics of its share ...
+    assert torch.equal(*result["state"])  # ... are rank 0's once evaluated

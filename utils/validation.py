@@ -182,6 +182,8 @@ RULES = {
     "train.grad_clip_norm": number(0, low_open=True, optional=True),
     "train.confusion_matrix_every_epoch": boolean(),
     "train.overfit_batch_steps": whole(1),
+    "train.ema_decay": number(0, 1, low_open=True, high_open=True, optional=True),
+    "train.ema_warmup": boolean(),
     "logger.backend": one_of(*BACKENDS),
     "logger.experiment": text(optional=True),
     "logger.tracking_uri": text(optional=True),

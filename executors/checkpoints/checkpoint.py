@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python values: model, optimizer, scheduler and
 scaler states, epochs completed, global step, best metric, metric history, RNG states, the
 resolved config, class names, the tracking run id and the CPU thread count (None on a GPU;
-absent in checkpoints written before it was recorded).
+absent in checkpoints written before it was recorded). With train.ema_decay also the weight
+average ("ema") and which weights "model" holds ("weights"; see executors/ema.checkpoint_weights).
 """
 import pickle
 import warnings
