@@ -1,7 +1,7 @@
 """LR range test: train a copy of the config's model for a few steps with an lr rising
 geometrically from --start-lr to --end-lr, plot the loss against it and suggest an lr.
 
-python scripts/lr_find.py --cfg NAME [--steps N] [--start-lr LR] [--end-lr LR] [--method steep|minimum]
+python scripts/lr_find.py --cfg NAME [--steps N] [--start-lr LR] [--end-lr LR] [--method minimum|steep]
                           [--out DIR] [--set KEY=VALUE ...]
 
 Writes lr_find.png and lr_find.json into --out (default <exp_dir>/lr_find/<exp_name>/,
@@ -36,8 +36,8 @@ def main():
     parser.add_argument("--start-lr", type=positive, default=START_LR, help=f"first lr (default {START_LR:g})")
     parser.add_argument("--end-lr", type=positive, default=END_LR, help=f"last lr (default {END_LR:g})")
     parser.add_argument("--method", choices=METHODS, default=METHODS[0],
-                        help="which suggestion to print and mark (both are in the JSON): steep = steepest fall "
-                             "of the smoothed loss, minimum = a tenth of the lr of its minimum (default steep)")
+                        help="which suggestion to print and mark (both are in the JSON): minimum = a tenth of "
+                             "the lr of the smoothed loss's minimum (default), steep = its steepest fall")
     parser.add_argument("--out", metavar="DIR", help="folder for lr_find.png and lr_find.json")
     parser.add_overrides()
     args = parser.parse_args()

@@ -151,6 +151,15 @@ def test_the_test_stops_at_the_first_non_finite_loss():
     assert "not finite" in record["stopped"]
 
 
+def test_steep_is_searched_on_the_descent_only_and_minimum_is_a_tenth_of_the_lowest():
+    lrs = lr_schedule(1e-4, 1e4, 20)
+    smoothed = [4.0, 4.0, 3.9, 3.5, 3.4, 3.3, 3.2, 3.1, 3.0, 6.0, 9.0, 4.0, 3.5, 3.4, 3.3, 3.3, 3.3, 3.3, 3.3, 3.3]
+    found = suggestions(lrs, smoothed, 20)  # window: points 2 .. 14; lowest at 8; the fall 9 -> 11 is recovery
+    assert found == {"steep": lrs[2], "minimum": lrs[8] / 10, "falling": True}
+    flat = suggestions(lrs, [3.0] * 20, 20)
+    assert flat == {"steep": lrs[2], "minimum": lrs[2] / 10, "falling": False}
+
+
 def test_a_loss_that_explodes_at_once_gives_no_suggestion_but_an_error():
     with pytest.raises(TrainingError, match="too soon"):
         suggestions(lr_schedule(1, 10, 100)[:12], [1.0] * 12, 100)
@@ -279,7 +288,7 @@ def test_cli_writes_the_figure_and_json_into_the_experiment_folder(kmnist_root, 
     record = json.loads((out / "lr_find.json").read_text())
     assert record["config"] == "mlp" and record["lrs"] == pytest.approx(lr_schedule(START_LR, END_LR, 40)[:len(
         record["lrs"])], rel=1e-12)
-    assert record["method"] == "steep" and record["suggestion"] == record["suggestions"]["steep"]
+    assert record["method"] == "minimum" and record["suggestion"] == record["suggestions"]["minimum"]
     assert record["config_lr"] == pytest.approx(0.1 * 32 / 256)
     assert record["setting"]["value"] == pytest.approx(record["suggestion"] * 256 / 32)
     assert f"--set train.lr_scaling.base_lr={record['setting']['value']:.3g}" in result.stdout
