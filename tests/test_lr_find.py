@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 from torch import nn
 
-from datasets.synthetic import write_kmnist_idx
 from executors.launch import train_experiment
 from executors.lr_finder import (BETA, DIVERGENCE, END_LR, START_LR, STEPS, find_lr, lr_schedule, lr_setting,
                                  range_test, suggestions)
 from executors.optim import resolve_lr
 from executors.reporting.lr_find_report import summary_lines, write_lr_find
+from tests.test_cli import common_args, kmnist_root  # noqa: F401 (a fixture)
 from utils.cli import run
 from utils.config import apply_overrides, load_config, to_plain
 from utils.errors import StorageError, TrainingError
@@ -202,16 +202,9 @@ def test_the_setting_trains_at_the_suggested_lr(scaling, batch_size, key, factor
     assert resolve_lr(cfg.train) == pytest.approx(0.0123, rel=1e-12)
 
 
-@pytest.fixture(scope="module")
-def kmnist_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kmnist")
-    write_kmnist_idx(root, train_per_class=30, test_per_class=10)
-    return root
-
-
 def kmnist_overrides(root, exp_dir):
-    return [f"data.root='{root}'", "data.md5=None", "data.download=False", "device='cpu'", "threads=1",
-            "logger.backend='none'", f"exp_dir='{exp_dir}'", "train.epochs=1", "train.batch_size=32"]
+    """test_cli's settings (after its "--set") for the synthetic KMNIST files; one epoch on one thread."""
+    return [*common_args(root, exp_dir)[1:], "threads=1", "logger.backend='none'", "train.epochs=1"]
 
 
 def test_a_training_run_is_the_same_with_an_lr_find_before_it(kmnist_root, tmp_path):
