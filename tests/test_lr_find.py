@@ -262,6 +262,13 @@ def test_each_output_is_replaced_atomically_or_not_at_all(tmp_path, monkeypatch,
         assert json.loads((tmp_path / names[0]).read_text())["suggestion"] == 1e-3
 
 
+def test_summary_of_a_test_that_ran_to_the_end_says_how_high_the_loss_rose():
+    smoothed = [3.0, 2.0, 1.0, 1.5, 2.5, 2.0]
+    lines = summary_lines(sample_record(stopped=None, divergence=DIVERGENCE, smoothed=smoothed))
+    assert lines[0] == ("ran all 30 steps: the smoothed loss stayed below 4x its lowest (at most 2.50x after it); "
+                        "a higher --end-lr may show where it blows up")
+
+
 def test_summary_names_the_base_lr_of_a_scaled_config():
     lines = summary_lines(sample_record(setting={"key": "train.lr_scaling.base_lr", "value": 4e-3}))
     assert lines[-1] == "to train at it: --set train.lr_scaling.base_lr=0.004"

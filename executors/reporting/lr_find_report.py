@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from utils.atomic_files import save_figure_atomic, write_text_atomic
@@ -63,8 +64,11 @@ def write_lr_find(record: dict, out_dir) -> tuple:
 def summary_lines(record: dict) -> list:
     """What the test found, for a person: the stop, both suggestions, the config's lr and the
     --set that gives the suggestion (for a linearly scaled lr, the base lr's)."""
+    smoothed = record["smoothed"]
+    peak = max(smoothed[int(np.argmin(smoothed)):]) / min(smoothed)
     lines = [f"stopped early: {record['stopped']}" if record["stopped"] else
-             f"ran all {record['steps']} steps without the loss exploding: a higher --end-lr may show where it does"]
+             f"ran all {record['steps']} steps: the smoothed loss stayed below {record['divergence']:g}x its lowest "
+             f"(at most {peak:.2f}x after it); a higher --end-lr may show where it blows up"]
     if not record["falling"]:
         lines.append("warning: the smoothed loss never fell in the window the suggestions read: they mean little")
     others = ", ".join(f"{name} {lr:.3g}" for name, lr in record["suggestions"].items() if name != record["method"])
