@@ -2,8 +2,8 @@
 and the lines it prints.
 
 The figure plots the loss of each step (faint) and its smoothed curve against the lr on a log
-axis, with the suggested lr as a labelled vertical line and the other method's suggestion as a
-dotted one. The y axis spans the smoothed curve: raw losses of the exploding last steps
+axis, with the suggested lr as a labelled vertical line, the other method's suggestion as a
+dotted one and the lr the config trains at (after linear scaling) as a dash-dotted one. The y axis spans the smoothed curve: raw losses of the exploding last steps
 are cut at its top rather than squashing the rest.
 """
 import json
@@ -22,7 +22,7 @@ DPI = 100
 def lr_find_figure(record: dict) -> Figure:
     """Loss against lr (log axis) of a find_lr record: "lrs", "losses", "smoothed" (lists of
     equal length; losses in nats per image), "suggestions" ({method: lr}), "method" (the
-    chosen one), "exp_name", "batch_size"."""
+    chosen one), "config_lr", "beta", "exp_name", "batch_size", "steps"."""
     figure = Figure(figsize=(7.5, 4.5), dpi=DPI, layout="constrained")
     axes = figure.subplots()
     lrs, smoothed = record["lrs"], record["smoothed"]
@@ -32,6 +32,7 @@ def lr_find_figure(record: dict) -> Figure:
         chosen = name == record["method"]
         axes.axvline(lr, color="C3" if chosen else "0.4", linestyle="--" if chosen else ":",
                      label=f"{'suggested' if chosen else 'also'}: {lr:.3g} ({name})")
+    axes.axvline(record["config_lr"], color="C2", linestyle="-.", label=f"the config's lr: {record['config_lr']:.3g}")
     finite = [value for value in smoothed + record["losses"] if math.isfinite(value)]
     top = max(value for value in smoothed if math.isfinite(value))
     axes.set_ylim(0.95 * min(finite), top + 0.05 * (top - min(finite)))
