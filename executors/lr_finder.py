@@ -42,11 +42,13 @@ from torch import nn
 from datasets.loading.loaders import build_loaders
 from executors.evaluation import to_device
 from executors.optim import build_optimizer, resolve_lr
+from executors.preflight import preflight
 from models.registry import build_model, has_batch_norm
 from utils.errors import TrainingError
 from utils.runtime import (Precision, configure_backends, resolve_device, resolve_precision, rng_state,
                            seed_everything, set_rng_state, uses_channels_last)
 from utils.threads import configure_threads
+from utils.validation import check_values
 
 START_LR, END_LR, STEPS = 1e-7, 10.0, 100
 BETA = 0.98  # smoothing of the loss (fastai's)
@@ -182,10 +184,13 @@ def find_lr(cfg, steps=STEPS, start_lr=START_LR, end_lr=END_LR, method=METHODS[0
     Returns the record written as lr_find.json: range_test's lists and "stopped", the two
     suggestions, the chosen one ("suggestion", by `method`), the config's own lr and the
     setting (key and value) that gives the suggestion. `cfg` is not changed; the random
-    generators are left as they were.
+    generators are left as they were. Values, transforms, model and optimizer are checked
+    first, as for training (ConfigError naming the key).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    check_values(cfg)
+    preflight(cfg)
     lrs = lr_schedule(start_lr, end_lr, steps)
     cfg = copy.deepcopy(cfg)  # the loaders write data.mean/std into it
     with random_states_kept():

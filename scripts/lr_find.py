@@ -15,7 +15,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from executors.lr_finder import END_LR, METHODS, START_LR, STEPS, find_lr  # noqa: E402
-from executors.preflight import preflight  # noqa: E402
 from executors.reporting.lr_find_report import summary_lines, write_lr_find  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
@@ -44,7 +43,6 @@ def main():
     if args.steps < 2 or args.start_lr >= args.end_lr:
         parser.error("--steps must be at least 2 and --start-lr below --end-lr")
     cfg = load_config(args.cfg, args.set)
-    preflight(cfg)
     record = {"config": args.cfg, **find_lr(cfg, args.steps, args.start_lr, args.end_lr, args.method)}
     out_dir = Path(args.out) if args.out else Path(cfg.exp_dir) / "lr_find" / cfg.exp_name
     for path in write_lr_find(record, out_dir):

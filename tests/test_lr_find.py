@@ -310,6 +310,8 @@ def run_in_process(monkeypatch, *args):
     (["--cfg", "mlpp"], "No config named 'mlpp'"),
     (["--cfg", "mlp", "--set", "train.lrr=0.1"], "Unknown config key 'train.lrr'"),
     (["--cfg", "mlp", "--set", "train.lr=-1"], "train.lr"),
+    (["--cfg", "mlp", "--set", "model.layers=[('Flatten', {}), ('Linear', {'in_features': 100, 'out_features': 10})]"],
+     "model.layers"),
     (["--cfg", "mlp", "--steps", "1"], "--steps must be at least 2"),
     (["--cfg", "mlp", "--start-lr", "1", "--end-lr", "0.1"], "--start-lr below --end-lr"),
     (["--cfg", "mlp", "--end-lr", "inf"], "argument --end-lr"),
