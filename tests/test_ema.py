@@ -11,7 +11,7 @@ from torch import nn
 
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.ema import WeightEma, ema_decay, select
-from executors.launch import load_trained
+from executors.inference import load_trained
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config

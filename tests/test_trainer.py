@@ -277,10 +277,10 @@ def test_cnn_in_channels_last_trains(tmp_path, monkeypatch):
 
 
 def test_predict_uses_the_checkpoint_precision(tmp_path):
-    """predict_images autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
+    """predict_files autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
     from PIL import Image
 
-    from executors.launch import predict_images
+    from executors.inference import predict_files
     image = tmp_path / "glyph.png"
     Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(image)
     trainer = make_trainer(mlp_cfg(tmp_path, "data.mean=[0.2]", "data.std=[0.3]"))
@@ -288,7 +288,9 @@ def test_predict_uses_the_checkpoint_precision(tmp_path):
     for amp in ("off", "bf16"):
         trainer.cfg.train.amp = amp
         trainer.save_model(tmp_path / f"{amp}.pt")
-        probabilities[amp] = [p for _, p in predict_images(tmp_path / f"{amp}.pt", [image], top_k=10)[0]]
+        (top, _, error), = predict_files(tmp_path / f"{amp}.pt", [image], top_k=10)
+        assert error is None
+        probabilities[amp] = [p for _, p in top]
     assert probabilities["bf16"] == pytest.approx(probabilities["off"], rel=5e-2, abs=1e-3)
     assert probabilities["bf16"] != probabilities["off"]
 
