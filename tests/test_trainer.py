@@ -88,8 +88,10 @@ def test_bf16_autocast_step_matches_fp32(tmp_path):
     assert losses["bf16"] == pytest.approx(losses["off"], rel=2e-2) and losses["bf16"] != losses["off"]
 
 
-def test_overfitting_on_batch_reaches_100_percent(tmp_path):
-    result = make_trainer(mlp_cfg(tmp_path)).overfitting_on_batch(200)
+@pytest.mark.parametrize("overrides", [(), ("train.mixup_alpha=0.4", "train.cutmix_alpha=1.0")])
+def test_overfitting_on_batch_reaches_100_percent(tmp_path, overrides):
+    """Also with mixing on: the batch is memorised as it is, unmixed."""
+    result = make_trainer(mlp_cfg(tmp_path, *overrides)).overfitting_on_batch(200)
     assert result["accuracy"] == 1.0 and result["steps"] <= 200
 
 
