@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from datasets.loading.loaders import build_loaders
-from executors.evaluation import to_device
+from executors.evaluation import batch_to_device
 from executors.optim import build_optimizer, resolve_lr
 from executors.preflight import preflight
 from models.registry import build_model, has_batch_norm
@@ -112,7 +112,7 @@ def range_test(model, optimizer, loader, criterion, lrs, device, precision=Preci
         for step, (lr, batch) in enumerate(zip(lrs, _endless(loader))):
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            images, labels = to_device(batch, device, channels_last)
+            images, labels = batch_to_device(batch, device, channels_last)
             with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
                 loss = criterion(model(images).float(), labels)
             optimizer.zero_grad(set_to_none=True)
@@ -167,7 +167,7 @@ def lr_setting(train_cfg, lr: float):
 
 def _step_probe(model, criterion, batch, device, channels_last):
     """One forward and backward pass of `model` on `batch`, for utils.threads to size."""
-    images, labels = to_device(batch, device, channels_last)
+    images, labels = batch_to_device(batch, device, channels_last)
 
     def run_once():
         model.zero_grad(set_to_none=True)
