@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from executors.benchmark.workloads import quiet, split_size, timed_evaluation
-from executors.distributed import parallelize, session
+from executors.distributed import session
 from executors.launch import prepare_trainer
 from executors.run_folders.progress import format_duration
 from executors.run_folders.sweep import epochs_left
@@ -64,7 +64,6 @@ def project(cfg, epochs_left: int) -> Projection:
     torchrun takes part; numbers are rank 0's) and project its `epochs_left` epochs."""
     with session(cfg) as processes:
         trainer = quiet(prepare_trainer, cfg, processes)
-        parallelize(trainer, processes)
         try:
             step_seconds = timed_steps(trainer)
             eval_seconds = split_size(trainer.test_loader) / timed_evaluation(trainer)
