@@ -63,8 +63,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.amp, self.device)
         self.channels_last = uses_channels_last(cfg.model_name, self.device)
         self.model = self._prepare_model()
-        generator = mix_generator(cfg.seed, self.device, processes.rank)  # mixup/cutmix draws (None: off)
-        self.mixer = make_mixer(cfg.train, len(self.class_names), generator)
+        generator = mix_generator(cfg.seed, self.device, processes.rank)  # this process's mixup/cutmix draws
+        self.mixer = make_mixer(cfg.train, len(self.class_names), generator)  # None: mixing off (mixing.py)
         self.criterion = training_criterion(cfg.train, self.mixer)  # label smoothing; soft targets when mixing
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
@@ -94,22 +94,23 @@ class Trainer:
               f"{', channels_last' if self.channels_last else ''}")
         return model
 
-    def _forward_backward(self, images, labels):
-        """One optimisation step: forward in autocast, loss in fp32, backward through the GradScaler,
-        optional gradient clipping, optimizer step; no host sync (but in GradScaler.step for optimizers
-        without fused AMP). A compiled model's first step that raises is redone eagerly (compiled.py).
+    def _forward_backward(self, images, targets):
+        """One optimisation step on `images` [B, C, H, W] and `targets` (int64 labels [B], or float32 [B, classes]
+        when mixing): forward in autocast, loss in fp32, backward through the GradScaler, optional gradient
+        clipping, optimizer step; no host sync (but in GradScaler.step for optimizers without fused AMP). A
+        compiled model's first step that raises is redone eagerly (compiled.py).
         Returns (loss: fp32 0-d, logits [B, classes], skipped: 0-d bool or None: scaled_optimizer_step)."""
         try:
             with torch.autocast(self.device.type, dtype=self.precision.dtype,
                                 enabled=self.precision.dtype is not None):
                 logits = self.forward(images)
-                loss = self.criterion(logits.float(), labels)
+                loss = self.criterion(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         except Exception as error:
             if not self.forward.fall_back(error):
                 raise
-            return self._forward_backward(images, labels)
+            return self._forward_backward(images, targets)
         if self.cfg.train.grad_clip_norm:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
@@ -178,7 +179,8 @@ class Trainer:
             raise error
 
     def evaluate(self, loader=None, model=None, tta="none") -> dict:
-        """evaluate_model of `model` (default: the trained one) on `loader` (default: the test loader)."""
+        """evaluate_model of `model` (default: the trained one) on `loader` (default: the test loader); with
+        `tta` other than "none" also the tta_* metrics of that test-time augmentation."""
         return evaluate_model(self.model if model is None else model, loader or self.test_loader, self.device,
                               len(self.class_names), self.precision, self.channels_last, self.reduce, tta)
 
