@@ -1,8 +1,10 @@
 """Evaluation of a model on a loader: mean loss, accuracy, balanced accuracy, confusion matrix;
-the same again for test-time augmentation (executors/tta.py) when asked, in the same pass."""
+the same again for test-time augmentation (executors/tta.py) when asked, in the same pass. And
+the Trainer's evaluations of an epoch: trained weights, their EMA, test and validation split."""
 import torch
 from torch.nn import functional as F
 
+from executors.ema import select
 from executors.tta import tta_logits
 from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accuracy_from_confusion
 from utils.runtime import Precision
@@ -68,3 +70,17 @@ def evaluate_model(model, loader, device, num_classes, precision=Precision(), ch
     if augmented is not None:
         result.update({f"tta_{key}": value for key, value in augmented.metrics(device, reduce).items()})
     return result
+
+
+def evaluate_epoch(evaluate, model, ema_model, test_loader, val_loader, tta="none") -> dict:
+    """An epoch's evaluations, as run_files.epoch_row reads them: "test" and "val" of `model`, with
+    the tta_* metrics of test-time augmentation `tta` beside the plain ones (none for "none");
+    "ema_test" and "ema_val" of `ema_model` (the weight EMA, plain only); each the metrics of
+    `evaluate(loader, model, tta)` (evaluate_model's), None without a validation loader or an
+    EMA; and "selected_weights": the better weights on the selection split ("raw" or "ema",
+    ema.select, on plain accuracy; None without an EMA)."""
+    models = {"": (model, tta), "ema_": (ema_model, "none")}
+    evaluations = {f"{prefix}{split}": None if weights is None or loader is None else evaluate(loader, weights, mode)
+                   for prefix, (weights, mode) in models.items()
+                   for split, loader in (("test", test_loader), ("val", val_loader))}
+    return {**evaluations, "selected_weights": select(evaluations)[1] if ema_model is not None else None}

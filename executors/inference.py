@@ -1,21 +1,48 @@
 """What scripts/evaluate.py and scripts/predict.py do with a trained checkpoint, test-time
-augmentation (executors/tta.py) included: test metrics, and top-k classes of image files.
-
-These supersede executors/launch.evaluate_checkpoint and predict_files (which have no TTA);
-launch.py keeps load_trained, which both use.
+augmentation (executors/tta.py) included: load it, its test metrics, and the top-k classes of
+image files.
 """
+import copy
+import sys
 from pathlib import Path
 
 import torch
+from easydict import EasyDict
 
 from datasets.loading.loaders import build_dataset, dataset_class, make_loader
 from datasets.transforms.building import build_transforms
-from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits
+from executors.checkpoints.checkpoint import load_checkpoint, load_model_weights
+from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.evaluation import evaluate_model
-from executors.launch import load_trained
 from executors.tta import resolve_tta, tta_logits
+from models.registry import build_model
+from utils.config import apply_overrides
 from utils.errors import DataError
-from utils.runtime import resolve_precision, uses_channels_last
+from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
+
+
+def load_trained(checkpoint, overrides=()):
+    """(cfg, model in eval mode on its device, class names) from a checkpoint.
+
+    `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine, but not
+    data.name, model_name or model.* (CheckpointError: executors/checkpoints/inference_checks.py). On
+    CUDA a CNN is put in channels_last memory and cuDNN picks its fastest kernels.
+    """
+    state = load_checkpoint(checkpoint)
+    cfg = EasyDict(copy.deepcopy(state["config"]))
+    apply_overrides(cfg, overrides)
+    check_same_task(state["config"], cfg, state["class_names"], checkpoint)
+    device = resolve_device(cfg.device)
+    configure_backends(device)
+    model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
+    load_model_weights(model, state, checkpoint)
+    if "weights" in state:  # a run with train.ema_decay: best.pt holds the better of the weights and their EMA
+        print(f"weights: {'the EMA of the trained weights' if state['weights'] == 'ema' else 'the trained weights'} "
+              f"(train.ema_decay={state['config']['train']['ema_decay']})", file=sys.stderr)
+    model = model.to(device).eval()
+    if uses_channels_last(cfg.model_name, device):
+        model = model.to(memory_format=torch.channels_last)
+    return cfg, model, state["class_names"]
 
 
 def evaluate_checkpoint(checkpoint, overrides=(), tta=None):

@@ -1,29 +1,24 @@
-"""What the CLI scripts do, as library functions: train, overfit, evaluate, predict."""
+"""What scripts/train.py and scripts/overfit_batch.py do, as library functions (evaluate.py and
+predict.py: executors/inference.py)."""
 import contextlib
 import copy
 import os
 import signal
 import sys
-from pathlib import Path
 
 import torch
-from easydict import EasyDict
 
-from datasets.loading.loaders import build_dataset, build_loaders, dataset_class, make_loader
-from datasets.transforms.building import build_transforms
-from executors.checkpoints.checkpoint import load_checkpoint, load_model_weights
-from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits, check_same_task
+from datasets.loading.loaders import build_loaders
+from executors.checkpoints.checkpoint import load_checkpoint
 from executors.checkpoints.resume import check_resumable, finished_note, finished_summary
 from executors.distributed import Processes, main_process_first, session
-from executors.evaluation import evaluate_model
 from executors.preflight import preflight
 from executors.run_folders.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
-from models.registry import build_model, has_batch_norm
-from utils.config import apply_overrides, make_paths_absolute
-from utils.errors import DataError, Interrupted
-from utils.runtime import configure_backends, resolve_device, resolve_precision, uses_channels_last
+from models.registry import has_batch_norm
+from utils.config import make_paths_absolute
+from utils.errors import Interrupted
 from utils.threads import configure_threads
 from utils.validation import check_values, warnings_for
 
@@ -109,88 +104,3 @@ def overfit_experiment(cfg, steps=None) -> dict:
     check_values(cfg)
     preflight(cfg)
     return prepare_trainer(cfg).overfitting_on_batch(steps)
-
-
-def load_trained(checkpoint, overrides=()):
-    """(cfg, model in eval mode on its device, class names) from a checkpoint.
-
-    `overrides` (KEY=VALUE) change the saved config, e.g. data.root for another machine, but not
-    data.name, model_name or model.* (CheckpointError: executors/checkpoints/inference_checks.py). On
-    CUDA a CNN is put in channels_last memory and cuDNN picks its fastest kernels.
-    """
-    state = load_checkpoint(checkpoint)
-    cfg = EasyDict(copy.deepcopy(state["config"]))
-    apply_overrides(cfg, overrides)
-    check_same_task(state["config"], cfg, state["class_names"], checkpoint)
-    device = resolve_device(cfg.device)
-    configure_backends(device)
-    model = build_model(cfg.model_name, cfg.model, len(state["class_names"]))
-    load_model_weights(model, state, checkpoint)
-    if "weights" in state:  # a run with train.ema_decay: best.pt holds the better of the weights and their EMA
-        print(f"weights: {'the EMA of the trained weights' if state['weights'] == 'ema' else 'the trained weights'} "
-              f"(train.ema_decay={state['config']['train']['ema_decay']})", file=sys.stderr)
-    model = model.to(device).eval()
-    if uses_channels_last(cfg.model_name, device):
-        model = model.to(memory_format=torch.channels_last)
-    return cfg, model, state["class_names"]
-
-
-def evaluate_checkpoint(checkpoint, overrides=()):
-    """(metrics, class names) of a checkpoint on the test split, in the precision it was trained
-    with (train.amp on this device); metrics as evaluate_model."""
-    cfg, model, class_names = load_trained(checkpoint, overrides)
-    device = next(model.parameters()).device
-    dataset = build_dataset(cfg.data, "test")
-    check_dataset_classes(dataset, class_names, checkpoint)
-    check_input_fits(model, dataset, device, checkpoint)
-    metrics = evaluate_model(model, make_loader(dataset, cfg, "test"), device, len(class_names),
-                             resolve_precision(cfg.train.amp, device), uses_channels_last(cfg.model_name, device))
-    return metrics, class_names
-
-
-def predict_images(checkpoint, image_paths, top_k=3):
-    """For each image path: list of (class name, probability) for the top_k classes (see
-    predict_files). Raises the DataError of the first file that is not a readable image."""
-    predictions = predict_files(checkpoint, image_paths, top_k)
-    for _, _, error in predictions:
-        if error is not None:
-            raise DataError(error)
-    return [top for top, _, _ in predictions]
-
-
-def predict_files(checkpoint, image_paths, top_k=3):
-    """For each image path, in order: (top, notes, error). `top`: list of (class name,
-    probability) for the top_k classes, most probable first, computed in the checkpoint's
-    precision (train.amp on this device), as in training and evaluation; `notes`: how the file
-    was read. Any image file is accepted (the dataset's image_for_prediction: every PIL mode,
-    huge JPEGs, a KMNIST glyph drawn dark on light); for a file that is not a readable image,
-    `error` is its DataError's message (naming the file) and `top`, `notes` are empty: the
-    other files are predicted all the same. `error` is None for a predicted file."""
-    cfg, model, class_names = load_trained(checkpoint)
-    dataset = dataset_class(cfg.data.name)
-    transform = build_transforms(cfg.data.transforms.test, cfg.data.mean, cfg.data.std)
-    read, tensors = [], []
-    for path in image_paths:
-        try:
-            image, notes = dataset.image_for_prediction(Path(path))
-        except DataError as error:
-            read.append(([], str(error)))
-            continue
-        tensors.append(transform(image))
-        read.append((notes, None))
-    tops = iter(_top_classes(cfg, model, class_names, tensors, top_k) if tensors else [])
-    return [(next(tops) if error is None else [], notes, error) for notes, error in read]
-
-
-def _top_classes(cfg, model, class_names, tensors, top_k):
-    """For each image tensor: [(class name, probability)] of the top_k classes, most probable first."""
-    device = next(model.parameters()).device
-    precision = resolve_precision(cfg.train.amp, device)
-    memory_format = torch.channels_last if uses_channels_last(cfg.model_name, device) else torch.preserve_format
-    with torch.inference_mode(), torch.autocast(device.type, dtype=precision.dtype,
-                                                enabled=precision.dtype is not None):
-        batch = torch.stack(tensors).to(device, memory_format=memory_format)
-        probabilities = torch.softmax(model(batch).float(), dim=1).cpu()
-    top = probabilities.topk(min(top_k, len(class_names)), dim=1)
-    return [[(class_names[i], p) for p, i in zip(values.tolist(), indices.tolist())]
-            for values, indices in zip(top.values, top.indices)]

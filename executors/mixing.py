@@ -17,36 +17,25 @@ al. 2019), drawn for each sample instead of once per batch:
   (lam = 1 for every sample).
 
 Every draw comes from the torch.Generator the caller passes, on the batch's device, and no
-value is read back to the host. Resume: save `generator.get_state()` (a uint8 CPU tensor) in
-the checkpoint and `generator.set_state(state)` on resume; the next batches are then mixed
-exactly as in the uninterrupted run.
+value is read back to the host. Resume: the generator's state (a uint8 CPU tensor) goes into
+the checkpoint and back into the generator on resume (`mixer_state`, `restore_mixer`); the
+next batches are then mixed exactly as in the uninterrupted run.
 
 Loss: `soft_cross_entropy(logits, targets, eps)` smooths the mixed target, (1 - eps) * target
 + eps / K, which is the same mixture of the two smoothed one-hots; on one-hot targets it
 equals nn.CrossEntropyLoss(label_smoothing=eps). Train accuracy under mixing is measured
 against `MixedBatch.dominant`, the label with the larger weight per sample (own label on a tie).
 
-Integration into the Trainer (mixing after the batch is on the device, before the forward):
-
-    # __init__
-    self.mix_generator = mix_generator(cfg.seed, self.device, rank)
-    self.mixer = make_mixer(cfg.train, len(self.class_names), self.mix_generator)  # None: off
-    if self.mixer is not None:
-        self.criterion = functools.partial(soft_cross_entropy, label_smoothing=cfg.train.label_smoothing)
-    # _train_step
-    images, labels = batch_to_device(batch, self.device, self.channels_last)
-    targets = accuracy_labels = labels
-    if self.mixer is not None:
-        images, targets, accuracy_labels = self.mixer(images, labels)
-    ... run_step(self._forward_backward, images, targets)  # criterion(logits.float(), targets)
-    self.step_metrics.add(step, lr, loss, logits.argmax(dim=1), accuracy_labels, skipped)
-    # save_model / load_model
-    state["mix_generator"] = self.mix_generator.get_state()
-    self.mix_generator.set_state(state["mix_generator"])  # when present and saved on this device type
+The Trainer (executors/trainer.py) mixes each batch after it is on the device and before the
+forward pass, trains on `training_criterion`'s loss of the soft targets and counts its step
+accuracy against the dominant labels.
 """
+import functools
+import sys
 from typing import NamedTuple
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from datasets.loading.item_seeds import SEED_STRIDE
@@ -164,3 +153,35 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, label_smooth
         targets = _one_hot(targets, logits.shape[1])
     smoothed = targets * (1.0 - label_smoothing) + label_smoothing / logits.shape[1]
     return -(smoothed * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def training_criterion(train_cfg, mixer):
+    """The training loss of (logits [B, K], targets) -> 0-d, with train.label_smoothing:
+    nn.CrossEntropyLoss of int64 labels [B] without a mixer, soft_cross_entropy of the mixed
+    float32 targets [B, K] (or of int64 labels) with one."""
+    if mixer is None:
+        return nn.CrossEntropyLoss(label_smoothing=train_cfg.label_smoothing)
+    return functools.partial(soft_cross_entropy, label_smoothing=train_cfg.label_smoothing)
+
+
+def mixer_state(mixer) -> dict:
+    """What a checkpoint holds of `mixer`: nothing without one, else {"mix_generator": {"device_type":
+    the generator's device type, "state": its uint8 CPU state}}."""
+    if mixer is None:
+        return {}
+    return {"mix_generator": {"device_type": mixer.generator.device.type, "state": mixer.generator.get_state()}}
+
+
+def restore_mixer(mixer, state: dict) -> None:
+    """Put a checkpoint's mixing generator state (mixer_state) back into `mixer`, so that the next
+    batches are mixed as in the uninterrupted run. A checkpoint without one (written before
+    mixing was wired into training) or from another device type (its generator's state has
+    another form) leaves the generator at its seed; the latter says so."""
+    saved = state.get("mix_generator")
+    if mixer is None or saved is None:
+        return
+    if saved["device_type"] != mixer.generator.device.type:
+        print(f"note: the mixing draws restart from the run's seed: the checkpoint's were made on "
+              f"{saved['device_type']}, this run mixes on {mixer.generator.device.type}", file=sys.stderr)
+        return
+    mixer.generator.set_state(saved["state"])

@@ -14,7 +14,9 @@ doing the work once on a tiny scale, without reading data or computing statistic
   batch of 2 of each split's tensors, which must give logits [2, number of classes];
 * optimizer and lr schedule: built on the model's parameters and stepped once, as the
   Trainer steps them (optimizer.step() without a closure), with a zero gradient on the
-  smallest parameter alone (the others, without gradients, are skipped: the step is cheap).
+  smallest parameter alone (the others, without gradients, are skipped: the step is cheap);
+* test-time augmentation: eval.tta must suit the dataset (executors/tta.resolve_tta: no
+  flips of KMNIST characters).
 
 Any exception of a step, and any UserWarning while something is built from the config
 (torchvision warns about a RandomResizedCrop scale given as (max, min)), is a ConfigError
@@ -33,6 +35,7 @@ from torchvision import transforms as T
 from datasets.loading.loaders import TRANSFORMS_OF, dataset_class
 from datasets.transforms.building import build_transforms
 from executors.optim import build_optimizer, build_scheduler
+from executors.tta import resolve_tta
 from models.registry import build_model
 from utils.errors import ConfigError, first_line
 
@@ -45,6 +48,7 @@ def preflight(cfg) -> None:
     """Raise ConfigError, naming the key, when cfg's transforms, model or optimizer cannot run
     (see the module docstring). Reads no data, writes nothing, leaves the random states as they were."""
     dataset = dataset_class(cfg.data.name)
+    resolve_tta(cfg)
     with _random_states_kept():
         shapes = {split: output_shape(cfg.data, split, dataset) for split in ("train", "test")}
         model = checked_model(cfg, len(dataset.classes), shapes)

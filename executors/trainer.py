@@ -4,7 +4,9 @@ From its loaders (iterables of {"image": [B, C, H, W], "label": [B]} batches wit
 the config, the Trainer builds model, optimizer and lr schedule, and writes one run directory:
 config.json, metrics.csv, steps.csv, summary.json, best.pt (chosen on the validation loader
 when given, else on the test loader, evaluated every epoch either way), last.pt and the
-confusion matrices. A run resumed from last.pt ends with the weights of an uninterrupted one
+confusion matrices. Optional: a weight EMA (executors/ema.py), mixup/cutmix of the training
+batches (executors/mixing.py) and test-time augmentation scored beside the plain evaluation
+(executors/tta.py). A run resumed from last.pt ends with the weights of an uninterrupted one
 on the CPU. A step never waits for the GPU (metrics are read back in groups:
 executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
 batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
@@ -17,25 +19,26 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from executors.checkpoints.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
-from executors.checkpoints.resume import check_resumable
+from executors.checkpoints.checkpoint import load_checkpoint, save_checkpoint
+from executors.checkpoints.trainer_state import restore_trainer, trainer_state
 from executors.compiled import TrainingForward
 from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
-from executors.ema import WeightEma, checkpoint_weights, restore_weights, select
-from executors.evaluation import batch_to_device, evaluate_model
-from executors.optim import build_optimizer, build_scheduler, sync_lr_to_schedule
+from executors.ema import WeightEma, select
+from executors.evaluation import batch_to_device, evaluate_epoch, evaluate_model
+from executors.mixing import make_mixer, mix_generator, training_criterion
+from executors.optim import build_optimizer, build_scheduler
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
 from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
-from executors.run_folders.run_files import (ema_note, epoch_row, run_summary, step_row, tracker_metrics,
+from executors.run_folders.run_files import (epoch_notes, epoch_row, run_summary, step_row, tracker_metrics,
                                              write_history, write_summary)
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
+from executors.tta import resolve_tta
 from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.atomic_files import write_text_atomic
 from utils.config import to_plain
-from utils.runtime import (configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
-                           set_rng_state, uses_channels_last)
+from utils.runtime import configure_backends, resolve_device, resolve_precision, seed_everything, uses_channels_last
 
 
 class Trainer:
@@ -60,7 +63,9 @@ class Trainer:
         self.precision = resolve_precision(cfg.train.amp, self.device)
         self.channels_last = uses_channels_last(cfg.model_name, self.device)
         self.model = self._prepare_model()
-        self.criterion = nn.CrossEntropyLoss(label_smoothing=cfg.train.label_smoothing)
+        generator = mix_generator(cfg.seed, self.device, processes.rank)  # this process's mixup/cutmix draws
+        self.mixer = make_mixer(cfg.train, len(self.class_names), generator)  # None: mixing off (mixing.py)
+        self.criterion = training_criterion(cfg.train, self.mixer)  # label smoothing; soft targets when mixing
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
@@ -70,6 +75,7 @@ class Trainer:
         self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained
         self.forward = TrainingForward(trained, cfg.train.compile)  # what a training step calls
         self.reduce = all_reduce_sum if processes.parallel else None  # sums evaluation counts over processes
+        self.tta = resolve_tta(cfg)  # test-time augmentation scored beside the plain test and val metrics
         self.epochs_completed, self.global_step = 0, 0
         self.step_metrics = StepMetrics(len(self.class_names), self.device)
         self.best_accuracy, self.best_epoch = None, None
@@ -88,22 +94,23 @@ class Trainer:
               f"{', channels_last' if self.channels_last else ''}")
         return model
 
-    def _forward_backward(self, images, labels):
-        """One optimisation step: forward in autocast, loss in fp32, backward through the GradScaler,
-        optional gradient clipping, optimizer step; no host sync (but in GradScaler.step for optimizers
-        without fused AMP). A compiled model's first step that raises is redone eagerly (compiled.py).
+    def _forward_backward(self, images, targets):
+        """One optimisation step on `images` [B, C, H, W] and `targets` (int64 labels [B], or float32 [B, classes]
+        when mixing): forward in autocast, loss in fp32, backward through the GradScaler, optional gradient
+        clipping, optimizer step; no host sync (but in GradScaler.step for optimizers without fused AMP). A
+        compiled model's first step that raises is redone eagerly (compiled.py).
         Returns (loss: fp32 0-d, logits [B, classes], skipped: 0-d bool or None: scaled_optimizer_step)."""
         try:
             with torch.autocast(self.device.type, dtype=self.precision.dtype,
                                 enabled=self.precision.dtype is not None):
                 logits = self.forward(images)
-                loss = self.criterion(logits.float(), labels)
+                loss = self.criterion(logits.float(), targets)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
         except Exception as error:
             if not self.forward.fall_back(error):
                 raise
-            return self._forward_backward(images, labels)
+            return self._forward_backward(images, targets)
         if self.cfg.train.grad_clip_norm:
             self.scaler.unscale_(self.optimizer)
             nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
@@ -111,11 +118,15 @@ class Trainer:
         return loss.detach(), logits.detach(), skipped
 
     def _train_step(self, batch) -> None:
-        """Train on one batch and advance the lr schedule; the batch's metrics are queued on the
-        device in self.step_metrics (no host synchronisation)."""
+        """Train on one batch (mixed when mixing is on: its accuracy is then against each sample's
+        dominant label) and advance the lr schedule; the batch's metrics are queued on the device in
+        self.step_metrics (no host synchronisation)."""
         images, labels = batch_to_device(batch, self.device, self.channels_last)
+        targets = labels
+        if self.mixer is not None:  # soft targets float32 [B, K]; labels become the dominant ones
+            images, targets, labels = self.mixer(images, labels)
         lr = self.optimizer.param_groups[0]["lr"]
-        loss, logits, skipped = self._forward_backward(images, labels)
+        loss, logits, skipped = self._forward_backward(images, targets)
         self.scheduler.step()
         self.global_step += 1
         if self.ema is not None:
@@ -167,21 +178,19 @@ class Trainer:
         if error is not None:
             raise error
 
-    def evaluate(self, loader=None, model=None) -> dict:
-        """evaluate_model of `model` (default: the trained one) on `loader` (default: the test loader)."""
+    def evaluate(self, loader=None, model=None, tta="none") -> dict:
+        """evaluate_model of `model` (default: the trained one) on `loader` (default: the test loader); with
+        `tta` other than "none" also the tta_* metrics of that test-time augmentation."""
         return evaluate_model(self.model if model is None else model, loader or self.test_loader, self.device,
-                              len(self.class_names), self.precision, self.channels_last, self.reduce)
+                              len(self.class_names), self.precision, self.channels_last, self.reduce, tta)
 
     def evaluate_epoch(self) -> dict:
-        """{"test", "val", "ema_test", "ema_val"}: evaluate_model of the trained weights and their EMA (None without
-        a validation loader or an EMA), and "selected_weights", the better of them (ema.select; None without an EMA)."""
+        """evaluation.evaluate_epoch of the trained weights (with eval.tta) and their EMA (with rank 0's
+        BatchNorm buffers)."""
         if self.ema is not None and self.processes.parallel:
             self.ema.share_buffers(broadcast_from_main)
-        models = {"": self.model, "ema_": self.ema.module if self.ema is not None else None}
-        evaluations = {f"{prefix}{split}": None if model is None or loader is None else self.evaluate(loader, model)
-                       for prefix, model in models.items()
-                       for split, loader in (("test", self.test_loader), ("val", self.val_loader))}
-        return {**evaluations, "selected_weights": select(evaluations)[1] if self.ema is not None else None}
+        return evaluate_epoch(self.evaluate, self.model, self.ema.module if self.ema is not None else None,
+                              self.test_loader, self.val_loader, self.tta)
 
     def fit(self, run_dir=None) -> dict:
         """Train until cfg.train.epochs, evaluating each epoch, into `run_dir` (run_folders.run_dir); returns the
@@ -244,7 +253,7 @@ class Trainer:
             return
         self.logger.log_epoch_metrics(tracker_metrics(row), epoch + 1)
         eta = eta_seconds([r["epoch_seconds"] for r in self.history], self.cfg.train.epochs - epoch - 1)
-        print(epoch_line(row, self.cfg.train.epochs, eta) + ema_note(row), flush=True)
+        print(epoch_line(row, self.cfg.train.epochs, eta) + epoch_notes(row), flush=True)
         if self.cfg.train.confusion_matrix_every_epoch:
             save_confusion(self.logger, evaluations["test"]["confusion"], self.class_names,
                            f"confusion_matrices/epoch_{epoch + 1:03d}.png", f"Test set after epoch {epoch + 1}")
@@ -254,31 +263,16 @@ class Trainer:
         write_history(self.run_dir, self.history, self.steps)
 
     def save_model(self, path, weights="raw") -> None:
-        """Atomically save everything needed to resume exactly (executors/checkpoints/checkpoint.py);
-        `weights`: which weights "model" holds with an EMA, "raw" or "ema" (ema.checkpoint_weights)."""
-        save_checkpoint({
-            "model_name": self.cfg.model_name, **checkpoint_weights(self.model, self.ema, weights),
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(), "epochs_completed": self.epochs_completed,
-            "global_step": self.global_step, "best_accuracy": self.best_accuracy, "best_epoch": self.best_epoch,
-            "history": self.history, "steps": self.steps, "rng": rng_state(), "config": public_config(self.cfg),
-            "class_names": self.class_names, "logger_run_id": self.logger_run_id,
-            "threads": torch.get_num_threads() if self.device.type == "cpu" else None,  # kept on resume
-        }, path)
+        """Atomically save everything needed to resume exactly (checkpoints/trainer_state.py); `weights`:
+        which weights "model" holds with an EMA, "raw" or "ema" (ema.checkpoint_weights)."""
+        save_checkpoint(trainer_state(self, weights), path)
 
     def load_model(self, path, state=None) -> None:
-        """Restore weights, optimizer, schedule, scaler, counters and RNG from a checkpoint (`state`: its
-        contents if read); CheckpointError if the config changes what the run trained (resume.py)."""
+        """Restore weights, optimizer, schedule, scaler, counters and random states from a checkpoint (`state`:
+        its contents if read; checkpoints/trainer_state.py); CheckpointError if the config changes what the
+        run trained (resume.py)."""
         state = state if state is not None else load_checkpoint(path, self.cfg.model_name)
-        check_resumable(state, self.cfg, path, self.class_names)
-        restore_weights(self.model, self.ema, state, path)
-        restore_training_state(self.optimizer, self.scheduler, self.scaler, state, path)
-        sync_lr_to_schedule(self.scheduler)  # the config's schedule: a longer run stretches it
-        self.epochs_completed, self.global_step = state["epochs_completed"], state["global_step"]
-        self.best_accuracy, self.best_epoch = state["best_accuracy"], state["best_epoch"]
-        self.history, self.logger_run_id = state["history"], state["logger_run_id"]
-        self.steps = [tuple(row) for row in state.get("steps", [])]  # checkpoints before steps.csv: none
-        set_rng_state(state["rng"])
+        restore_trainer(self, state, path)
         print(f"Resumed from {path}: {self.epochs_completed} epochs done, step {self.global_step}")
 
     def overfitting_on_batch(self, max_steps: int = None) -> dict:

@@ -127,29 +127,36 @@ def test_ema_under_ddp_equals_the_single_process_ema(kmnist_root, tmp_path):
         torch.testing.assert_close(two["weights"][name], tensor, atol=1e-5, rtol=1e-4)
 
 
-def _train_share_with_ema(rank, world_size, init_file, kmnist_root, result_file):
+def _share_trainer(rank, world_size, init_file, kmnist_root, *overrides):
+    """Process `rank`'s Trainer of the mlp config on its share of the KMNIST files, in a gloo group."""
+    from datasets.loading.loaders import build_loaders
     from executors.distributed import Processes
     from executors.trainer import Trainer
-    from datasets.loading.loaders import build_loaders
     from utils.config import load_config
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
     cfg = load_config("mlp", [f"data.root='{kmnist_root}'", "data.md5=None", "data.download=False", "device='cpu'",
-                              "train.batch_size=32", "train.ema_decay=0.9", "logger.backend='none'"])
+                              "train.batch_size=32", "logger.backend='none'", *overrides])
     cfg.model.layers.insert(2, ("BatchNorm1d", {"num_features": 200}))  # buffers each process updates itself
     loaders = build_loaders(cfg, rank, world_size)
-    trainer = Trainer(cfg, *loaders, val_loader=loaders.val, processes=Processes(rank, world_size, rank))
-    trainer.train_epoch(0)
+    return Trainer(cfg, *loaders, val_loader=loaders.val, processes=Processes(rank, world_size, rank))
 
-    def gathered(tensors):
-        flat = torch.cat([t.detach().double().flatten() for t in tensors])
-        copies = [torch.empty_like(flat) for _ in range(world_size)]
-        dist.all_gather(copies, flat)
-        return copies
-    parameters = gathered(list(trainer.ema.module.parameters()))
-    own_buffers = gathered(list(trainer.ema.module.buffers()))
+
+def _gathered(tensors, world_size):
+    """Every process's `tensors`, flattened into one float64 tensor each (a collective call)."""
+    flat = torch.cat([t.detach().double().flatten() for t in tensors])
+    copies = [torch.empty_like(flat) for _ in range(world_size)]
+    dist.all_gather(copies, flat)
+    return copies
+
+
+def _train_share_with_ema(rank, world_size, init_file, kmnist_root, result_file):
+    trainer = _share_trainer(rank, world_size, init_file, kmnist_root, "train.ema_decay=0.9")
+    trainer.train_epoch(0)
+    parameters = _gathered(list(trainer.ema.module.parameters()), world_size)
+    own_buffers = _gathered(list(trainer.ema.module.buffers()), world_size)
     trainer.evaluate_epoch()  # takes rank 0's BatchNorm buffers
-    state = gathered(list(trainer.ema.module.state_dict().values()))
+    state = _gathered(list(trainer.ema.module.state_dict().values()), world_size)
     if rank == 0:
         torch.save({"parameters": parameters, "own_buffers": own_buffers, "state": state}, result_file)
     dist.destroy_process_group()
@@ -161,3 +168,30 @@ def test_ema_is_one_average_identical_on_every_process(kmnist_root, tmp_path):
     assert torch.equal(*result["parameters"])  # the average of the DDP-synchronised weights
     assert not torch.equal(*result["own_buffers"])  # each process's running statistics of its share ...
     assert torch.equal(*result["state"])  # ... are rank 0's once evaluated
+
+
+def _train_share_with_mixing(rank, world_size, init_file, kmnist_root, result_file):
+    from executors.mixing import mix_generator
+    trainer = _share_trainer(rank, world_size, init_file, kmnist_root, "train.mixup_alpha=0.4",
+                             "train.cutmix_alpha=1.0")
+    start = [p.detach().clone() for p in trainer.model.parameters()]
+    train = trainer.train_epoch(0)
+    unused = mix_generator(trainer.cfg.seed, "cpu", rank).get_state()
+    result = {"parameters": _gathered(list(trainer.model.parameters()), world_size),
+              "moved": _gathered([p - s for p, s in zip(trainer.model.parameters(), start)], world_size),
+              "generators": _gathered([trainer.mixer.generator.get_state()], world_size),
+              "drew": _gathered([torch.tensor(not torch.equal(trainer.mixer.generator.get_state(), unused))],
+                                world_size),
+              "loss": _gathered([torch.tensor(train["loss"])], world_size)}
+    if rank == 0:
+        torch.save(result, result_file)
+    dist.destroy_process_group()
+
+
+def test_mixing_under_ddp_mixes_each_share_with_its_own_draws_and_keeps_one_model(kmnist_root, tmp_path):
+    mp.spawn(_train_share_with_mixing, args=(2, tmp_path / "init", kmnist_root, tmp_path / "result.pt"), nprocs=2)
+    result = torch.load(tmp_path / "result.pt", weights_only=True)
+    assert torch.equal(*result["parameters"])  # every process holds the same weights after the epoch
+    assert result["moved"][0].abs().max() > 0 and all(loss.isfinite().all() for loss in result["loss"])
+    assert all(drew.item() == 1 for drew in result["drew"])  # each process mixed its share ...
+    assert not torch.equal(*result["generators"])  # ... from a generator of its own rank

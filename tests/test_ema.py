@@ -11,9 +11,8 @@ from torch import nn
 
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.ema import WeightEma, ema_decay, select
-from executors.launch import load_trained
-from executors.trainer import Trainer
-from tests.synthetic_data import prototype_loaders
+from executors.inference import load_trained
+from tests.trainer_runs import assert_same_run, make_trainer, straight_and_resumed
 from utils.config import load_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,10 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 def mlp_cfg(tmp_path, *overrides):
     return load_config("mlp", ["device='cpu'", "logger.backend='none'", f"exp_dir='{tmp_path}'",
                                "train.epochs=2", "train.batch_size=32", *overrides])
-
-
-def make_trainer(cfg):
-    return Trainer(cfg, *prototype_loaders(batch_size=cfg.train.batch_size))
 
 
 @pytest.mark.parametrize("warmup", [False, True])
@@ -65,26 +60,13 @@ def test_ema_is_off_by_default_and_adds_nothing_to_checkpoints(tmp_path):
 
 
 def test_interrupted_and_resumed_run_with_ema_ends_bit_equal(tmp_path):
-    settings = ("train.ema_decay=0.9", "train.ema_warmup=True", "train.warmup_epochs=1.0")
-    full = make_trainer(mlp_cfg(tmp_path, "exp_name='full'", *settings))
-    (tmp_path / "full").mkdir()
-    full.fit(tmp_path / "full")
-    first = make_trainer(mlp_cfg(tmp_path, "exp_name='parts'", *settings))
-    first.cfg.train.epochs = 1  # interrupted after epoch 1
-    (tmp_path / "parts").mkdir()
-    first.fit(tmp_path / "parts")
-    torch.manual_seed(12345)
-    resumed = make_trainer(mlp_cfg(tmp_path, "exp_name='parts'", *settings))
-    resumed.load_model(tmp_path / "parts" / "last.pt")
-    resumed.fit(tmp_path / "parts")
-    straight, parts = (load_checkpoint(tmp_path / name / "last.pt") for name in ("full", "parts"))
+    straight, parts = straight_and_resumed(mlp_cfg, tmp_path, "train.ema_decay=0.9", "train.ema_warmup=True",
+                                           "train.warmup_epochs=1.0")
+    assert_same_run(straight, parts)
     assert straight["ema"]["updates"] == parts["ema"]["updates"] == straight["global_step"]
-    for name, tensor in straight["model"].items():
-        assert torch.equal(tensor, parts["model"][name]), name
     for name, tensor in straight["ema"]["weights"].items():
         assert torch.equal(tensor, parts["ema"]["weights"][name]), name
         assert not torch.equal(tensor, straight["model"][name])  # an average, not a copy
-    assert [r["ema_test_accuracy"] for r in parts["history"]] == [r["ema_test_accuracy"] for r in straight["history"]]
 
 
 def test_each_epoch_evaluates_both_weights_and_best_pt_holds_the_better(tmp_path, capsys):

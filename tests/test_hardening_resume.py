@@ -109,7 +109,7 @@ def test_only_the_allowed_keys_may_change_and_the_run_goes_on(root, tmp_path, ru
     assert MAY_CHANGE_ON_RESUME == (
         "exp_dir", "device", "threads", "data.root", "data.download", "data.mirrors", "data.md5", "data.cache_dir",
         "data.num_workers", "data.loader", "train.epochs", "train.compile", "train.max_nonfinite_steps",
-        "train.confusion_matrix_every_epoch", "train.overfit_batch_steps", "logger")
+        "train.confusion_matrix_every_epoch", "train.overfit_batch_steps", "logger", "eval")
     copy = tmp_path / "copy_of_the_data"
     shutil.copytree(root, copy)  # the same files elsewhere
     cfg = load_config("mlp", overrides(copy, tmp_path, "train.epochs=3", "threads=2", "data.loader='workers'",

@@ -1,6 +1,6 @@
 """Mixup and CutMix per sample (executors/mixing.py) against torchvision's v2 transforms, the
-soft-target loss with label smoothing, the dominant-label accuracy, the generator's determinism
-and the config checks."""
+soft-target loss with label smoothing, the dominant-label accuracy, the generator's determinism,
+the config checks, and mixing in the Trainer: the step by hand, on against off, exact resume."""
 import re
 import subprocess
 import sys
@@ -13,8 +13,10 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.transforms import v2
 
+from executors.checkpoints.checkpoint import load_checkpoint
 from executors.checkpoints.resume import config_changes
 from executors.mixing import MixParams, apply_mix, draw_params, make_mixer, mix_generator, soft_cross_entropy
+from tests.trainer_runs import assert_same_run, make_trainer, straight_and_resumed
 from utils.config import load_config, to_plain
 from utils.errors import ConfigError
 
@@ -214,3 +216,54 @@ def test_mixing_on_the_gpu_reads_nothing_back_to_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert mixed.images.is_cuda and torch.allclose(mixed.targets.sum(dim=1).cpu(), torch.ones(6))
+
+
+def mlp_cfg(tmp_path, *overrides):
+    return load_config("mlp", ["device='cpu'", "logger.backend='none'", f"exp_dir='{tmp_path}'", "train.epochs=2",
+                               "train.batch_size=32", *overrides])
+
+
+MIXING = ("train.mixup_alpha=0.4", "train.cutmix_alpha=1.0", "train.label_smoothing=0.1")
+
+
+def test_a_trainer_mixes_each_batch_before_the_forward_and_scores_the_dominant_label(tmp_path):
+    """One step by hand: the images reaching the forward pass are the batch mixed by a generator
+    seeded from the run seed, the loss is the smoothed soft cross-entropy of the mixed targets,
+    and the step accuracy is the share of predictions equal to the dominant label."""
+    trainer = make_trainer(mlp_cfg(tmp_path, "train.mixup_alpha=1.0", "train.label_smoothing=0.1"))
+    batch = next(iter(trainer.train_loader))
+    expected = make_mixer(trainer.cfg.train, 10, mix_generator(trainer.cfg.seed, "cpu"))(batch["image"], batch["label"])
+    seen, step_forward = [], trainer._forward_backward
+
+    def recorded_step(images, targets):
+        seen.append((images, targets, *step_forward(images, targets)))
+        return seen[-1][2:]
+    trainer._forward_backward = recorded_step
+    step = trainer.make_step(batch)
+    images, targets, loss, logits, _ = seen[0]
+    assert torch.equal(images, expected.images) and torch.equal(targets, expected.targets)
+    assert not torch.equal(images, batch["image"])
+    assert loss.item() == pytest.approx(soft_cross_entropy(logits, targets, 0.1).item(), rel=1e-6)
+    dominant = targets.argmax(dim=1)  # by hand: the label of larger weight (mixup: no ties)
+    predictions = logits.argmax(dim=1)
+    assert step["accuracy"] == pytest.approx((predictions == dominant).double().mean().item(), abs=1e-12)
+    assert step["accuracy"] != pytest.approx((predictions == batch["label"]).double().mean().item(), abs=1e-12)
+
+
+def test_mixing_changes_what_is_trained_and_stays_out_of_the_checkpoints_when_off(tmp_path):
+    trained = {}
+    for name, settings in (("off", ()), ("on", MIXING)):
+        trainer = make_trainer(mlp_cfg(tmp_path, "train.epochs=1", *settings))
+        (tmp_path / name).mkdir()
+        trainer.fit(tmp_path / name)
+        trained[name] = load_checkpoint(tmp_path / name / "last.pt")
+    assert "mix_generator" not in trained["off"] and trained["on"]["mix_generator"]["device_type"] == "cpu"
+    assert isinstance(make_trainer(mlp_cfg(tmp_path)).criterion, nn.CrossEntropyLoss)
+    assert not all(torch.equal(tensor, trained["on"]["model"][name]) for name, tensor in trained["off"]["model"].items())
+    assert trained["on"]["history"][0]["train_loss"] > trained["off"]["history"][0]["train_loss"]
+
+
+def test_an_interrupted_and_resumed_run_with_mixup_and_cutmix_ends_bit_equal(tmp_path):
+    straight, parts = straight_and_resumed(mlp_cfg, tmp_path, *MIXING, "train.mix_prob=0.8")
+    assert_same_run(straight, parts)
+    assert torch.equal(straight["mix_generator"]["state"], parts["mix_generator"]["state"])

@@ -16,8 +16,7 @@ from datasets.loading.loaders import build_loaders
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.synthetic import write_kmnist_idx, write_pets
 from datasets.transforms.building import build_transforms
-from executors.inference import evaluate_checkpoint, predict_files
-from executors.launch import load_trained
+from executors.inference import evaluate_checkpoint, load_trained, predict_files
 from executors.trainer import Trainer
 from executors.tta import tta_views
 from utils.config import load_config

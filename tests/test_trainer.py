@@ -14,6 +14,7 @@ from executors.evaluation import batch_to_device
 from executors.run_folders.run_files import metrics_csv
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
+from tests.trainer_runs import assert_same_run, make_trainer, straight_and_resumed
 from utils.config import load_config
 from utils.errors import CheckpointError, TrainingError
 
@@ -29,10 +30,6 @@ METRIC_COLUMNS_BEFORE_VAL = ["epoch", "lr", "train_loss", "train_accuracy", "tes
 def mlp_cfg(tmp_path, *overrides):
     return load_config("mlp", ["device='cpu'", "logger.backend='none'", f"exp_dir='{tmp_path}'",
                                "train.epochs=3", "train.batch_size=32", *overrides])
-
-
-def make_trainer(cfg):
-    return Trainer(cfg, *prototype_loaders(batch_size=cfg.train.batch_size))
 
 
 def test_short_run_learns_and_writes_the_run_directory(tmp_path):
@@ -91,33 +88,16 @@ def test_bf16_autocast_step_matches_fp32(tmp_path):
     assert losses["bf16"] == pytest.approx(losses["off"], rel=2e-2) and losses["bf16"] != losses["off"]
 
 
-def test_overfitting_on_batch_reaches_100_percent(tmp_path):
-    result = make_trainer(mlp_cfg(tmp_path)).overfitting_on_batch(200)
+@pytest.mark.parametrize("overrides", [(), ("train.mixup_alpha=0.4", "train.cutmix_alpha=1.0")])
+def test_overfitting_on_batch_reaches_100_percent(tmp_path, overrides):
+    """Also with mixing on: the batch is memorised as it is, unmixed."""
+    result = make_trainer(mlp_cfg(tmp_path, *overrides)).overfitting_on_batch(200)
     assert result["accuracy"] == 1.0 and result["steps"] <= 200
 
 
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(tmp_path):
-    full = make_trainer(mlp_cfg(tmp_path, "exp_name='full'", "train.warmup_epochs=1.0"))
-    (tmp_path / "full").mkdir()
-    full.fit(tmp_path / "full")
-
-    first = make_trainer(mlp_cfg(tmp_path, "exp_name='parts'", "train.warmup_epochs=1.0"))
-    first.cfg.train.epochs = 1  # "interrupted" after one epoch: only its last.pt survives ...
-    (tmp_path / "parts").mkdir()
-    first.fit(tmp_path / "parts")
-    torch.manual_seed(12345)  # ... and the new process starts with other RNG states
-    resumed = make_trainer(mlp_cfg(tmp_path, "exp_name='parts'", "train.warmup_epochs=1.0"))
-    first_state = load_checkpoint(tmp_path / "parts" / "last.pt")
-    assert first_state["epochs_completed"] == 1
-    resumed.load_model(tmp_path / "parts" / "last.pt")
-    resumed.fit(tmp_path / "parts")
-
-    final_full = load_checkpoint(tmp_path / "full" / "last.pt")
-    final_resumed = load_checkpoint(tmp_path / "parts" / "last.pt")
-    for name, tensor in final_full["model"].items():
-        assert torch.equal(tensor, final_resumed["model"][name]), name
-    assert final_resumed["global_step"] == final_full["global_step"]
-    assert [r["test_accuracy"] for r in final_resumed["history"]] == [r["test_accuracy"] for r in final_full["history"]]
+    straight, parts = straight_and_resumed(mlp_cfg, tmp_path, "train.warmup_epochs=1.0")
+    assert_same_run(straight, parts)
     assert (tmp_path / "parts" / "steps.csv").read_text() == (tmp_path / "full" / "steps.csv").read_text()
 
 
@@ -277,10 +257,10 @@ def test_cnn_in_channels_last_trains(tmp_path, monkeypatch):
 
 
 def test_predict_uses_the_checkpoint_precision(tmp_path):
-    """predict_images autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
+    """predict_files autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
     from PIL import Image
 
-    from executors.launch import predict_images
+    from executors.inference import predict_files
     image = tmp_path / "glyph.png"
     Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(image)
     trainer = make_trainer(mlp_cfg(tmp_path, "data.mean=[0.2]", "data.std=[0.3]"))
@@ -288,7 +268,9 @@ def test_predict_uses_the_checkpoint_precision(tmp_path):
     for amp in ("off", "bf16"):
         trainer.cfg.train.amp = amp
         trainer.save_model(tmp_path / f"{amp}.pt")
-        probabilities[amp] = [p for _, p in predict_images(tmp_path / f"{amp}.pt", [image], top_k=10)[0]]
+        (top, _, error), = predict_files(tmp_path / f"{amp}.pt", [image], top_k=10)
+        assert error is None
+        probabilities[amp] = [p for _, p in top]
     assert probabilities["bf16"] == pytest.approx(probabilities["off"], rel=5e-2, abs=1e-3)
     assert probabilities["bf16"] != probabilities["off"]
 

@@ -63,7 +63,7 @@ def project(cfg, epochs_left: int) -> Projection:
     """Measure `cfg`'s training step and evaluation on this machine (every process under
     torchrun takes part; numbers are rank 0's) and project its `epochs_left` epochs."""
     with session(cfg) as processes:
-        trainer = quiet(prepare_trainer, cfg, processes)  # wrapped in DDP under torchrun
+        trainer = quiet(prepare_trainer, cfg, processes)
         try:
             step_seconds = timed_steps(trainer)
             eval_seconds = split_size(trainer.test_loader) / timed_evaluation(trainer)

@@ -4,7 +4,9 @@ A checkpoint is a dict of tensors and plain Python values: model, optimizer, sch
 scaler states, epochs completed, global step, best metric, metric history, RNG states, the
 resolved config, class names, the tracking run id and the CPU thread count (None on a GPU;
 absent in checkpoints written before it was recorded). With train.ema_decay also the weight
-average ("ema") and which weights "model" holds ("weights"; see executors/ema.checkpoint_weights).
+average ("ema") and which weights "model" holds ("weights"; see executors/ema.checkpoint_weights);
+with mixup/cutmix the state of the mixing generator ("mix_generator": executors/mixing.mixer_state).
+What a Trainer saves and restores: trainer_state.py.
 """
 import pickle
 import warnings
