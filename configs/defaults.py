@@ -8,7 +8,7 @@ top_level_defaults = dict(
     seed=0,
     device="auto",  # auto | cpu | cuda | cuda:N | mps
     threads=None,  # CPU intra-op threads; None: set by the step's size, kept on resume (utils/threads.py)
-    # Test-time augmentation of evaluation (executors/tta.py): none | flip | flip_crops.
+    # Test-time augmentation of evaluation (executors/tools/tta.py): none | flip | flip_crops.
     eval=dict(tta="none"),
 )
 
@@ -42,7 +42,7 @@ train_defaults = EasyDict(
     grad_clip_norm=None,
     confusion_matrix_every_epoch=False,
     overfit_batch_steps=500,
-    # Mixup / CutMix on every training batch (executors/mixing.py); both 0: off.
+    # Mixup / CutMix on every training batch (executors/tools/mixing.py); both 0: off.
     mixup_alpha=0.0,  # Beta(alpha, alpha) of each sample's mixup weight; 0: no mixup
     cutmix_alpha=0.0,  # Beta(alpha, alpha) of each sample's cutmix area; 0: no cutmix
     mix_prob=None,  # probability that a batch is mixed at all; None: 1.0

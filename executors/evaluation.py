@@ -1,11 +1,11 @@
 """Evaluation of a model on a loader: mean loss, accuracy, balanced accuracy, confusion matrix;
-the same again for test-time augmentation (executors/tta.py) when asked, in the same pass. And
+the same again for test-time augmentation (executors/tools/tta.py) when asked, in the same pass. And
 the Trainer's evaluations of an epoch: trained weights, their EMA, test and validation split."""
 import torch
 from torch.nn import functional as F
 
-from executors.ema import select
-from executors.tta import tta_logits
+from executors.tools.ema import select
+from executors.tools.tta import tta_logits
 from utils.metrics import ConfusionMeter, accuracy_from_confusion, balanced_accuracy_from_confusion
 from utils.runtime import Precision
 

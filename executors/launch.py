@@ -1,5 +1,5 @@
 """What scripts/train.py and scripts/overfit_batch.py do, as library functions (evaluate.py and
-predict.py: executors/inference.py)."""
+predict.py: executors/checkpoints/inference.py)."""
 import contextlib
 import copy
 import os

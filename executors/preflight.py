@@ -35,7 +35,7 @@ from torchvision import transforms as T
 from datasets.loading.loaders import TRANSFORMS_OF, dataset_class
 from datasets.transforms.building import build_transforms
 from executors.optim import build_optimizer, build_scheduler
-from executors.tta import resolve_tta
+from executors.tools.tta import resolve_tta
 from models.registry import build_model
 from utils.errors import ConfigError, first_line
 

@@ -4,9 +4,9 @@ From its loaders (iterables of {"image": [B, C, H, W], "label": [B]} batches wit
 the config, the Trainer builds model, optimizer and lr schedule, and writes one run directory:
 config.json, metrics.csv, steps.csv, summary.json, best.pt (chosen on the validation loader
 when given, else on the test loader, evaluated every epoch either way), last.pt and the
-confusion matrices. Optional: a weight EMA (executors/ema.py), mixup/cutmix of the training
-batches (executors/mixing.py) and test-time augmentation scored beside the plain evaluation
-(executors/tta.py). A run resumed from last.pt ends with the weights of an uninterrupted one
+confusion matrices. Optional: a weight EMA (executors/tools/ema.py), mixup/cutmix of the training
+batches (executors/tools/mixing.py) and test-time augmentation scored beside the plain evaluation
+(executors/tools/tta.py). A run resumed from last.pt ends with the weights of an uninterrupted one
 on the CPU. A step never waits for the GPU (metrics are read back in groups:
 executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
 batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
@@ -23,9 +23,7 @@ from executors.checkpoints.checkpoint import load_checkpoint, save_checkpoint
 from executors.checkpoints.trainer_state import restore_trainer, trainer_state
 from executors.compiled import TrainingForward
 from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
-from executors.ema import WeightEma, select
 from executors.evaluation import batch_to_device, evaluate_epoch, evaluate_model
-from executors.mixing import make_mixer, mix_generator, training_criterion
 from executors.optim import build_optimizer, build_scheduler
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
@@ -33,7 +31,9 @@ from executors.run_folders.run_figures import save_augmentation_preview, save_co
 from executors.run_folders.run_files import (epoch_notes, epoch_row, run_summary, step_row, tracker_metrics,
                                              write_history, write_summary)
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
-from executors.tta import resolve_tta
+from executors.tools.ema import WeightEma, select
+from executors.tools.mixing import make_mixer, mix_generator, training_criterion
+from executors.tools.tta import resolve_tta
 from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
 from utils.atomic_files import write_text_atomic
@@ -69,7 +69,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg.train)
         self.scheduler = build_scheduler(self.optimizer, cfg.train, len(train_loader))
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.use_scaler)
-        decay = cfg.train.get("ema_decay")  # an fp32 average of the weights, updated every step (executors/ema.py)
+        decay = cfg.train.get("ema_decay")  # an fp32 average of the weights updated every step (tools/ema.py)
         self.ema = WeightEma(self.model, decay, cfg.train.get("ema_warmup", False)) if decay else None
         sync_bn = bool(cfg.train.get("sync_bn")) and cfg.model_name != "MLP"
         self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained

@@ -6,7 +6,7 @@ read-only folder, e.g. a Kaggle input) the metrics are still printed, with
 status stays 0.
 
 --tta MODE (or --set eval.tta=MODE; default: the run's own eval.tta) also scores test-time
-augmentation in the same pass (executors/tta.py): the JSON then holds the plain loss,
+augmentation in the same pass (executors/tools/tta.py): the JSON then holds the plain loss,
 accuracy and balanced_accuracy and, beside them, tta_loss, tta_accuracy and
 tta_balanced_accuracy; "tta" names the mode.
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.inference import evaluate_checkpoint  # noqa: E402
-from executors.tta import TTA_MODES  # noqa: E402
+from executors.checkpoints.inference import evaluate_checkpoint  # noqa: E402
+from executors.tools.tta import TTA_MODES  # noqa: E402
 from utils.atomic_files import save_figure_atomic  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.errors import StorageError  # noqa: E402

@@ -6,7 +6,7 @@ python scripts/lr_find.py --cfg NAME [--steps N] [--start-lr LR] [--end-lr LR] [
 
 Writes lr_find.png and lr_find.json into --out (default <exp_dir>/lr_find/<exp_name>/,
 replacing those of an earlier test) and prints the suggestion with the --set that trains at
-it. How the test runs and what the two methods mean: executors/lr_finder.py.
+it. How the test runs and what the two methods mean: executors/tools/lr_finder.py.
 """
 import math
 import sys
@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.lr_finder import END_LR, METHODS, START_LR, STEPS, find_lr  # noqa: E402
 from executors.reporting.lr_find_report import summary_lines, write_lr_find  # noqa: E402
+from executors.tools.lr_finder import END_LR, METHODS, START_LR, STEPS, find_lr  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.config import load_config  # noqa: E402
 

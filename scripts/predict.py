@@ -5,7 +5,7 @@ scale); how a file was adapted (e.g. a KMNIST glyph drawn dark on light, inverte
 printed as a note on stderr. A file that is not a readable image gets an error line on stderr
 and the others are still predicted; the exit status is then 2.
 
---tta MODE averages the logits of test-time views of each image (executors/tta.py; default:
+--tta MODE averages the logits of test-time views of each image (executors/tools/tta.py; default:
 the run's own eval.tta).
 
 python scripts/predict.py --checkpoint PATH [--top-k K] [--tta none|flip|flip_crops] IMAGE [IMAGE ...]
@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from executors.inference import predict_files  # noqa: E402
-from executors.tta import TTA_MODES  # noqa: E402
+from executors.checkpoints.inference import predict_files  # noqa: E402
+from executors.tools.tta import TTA_MODES  # noqa: E402
 from utils.cli import ArgumentParser, run  # noqa: E402
 from utils.errors import DataError  # noqa: E402
 

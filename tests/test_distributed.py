@@ -171,7 +171,7 @@ def test_ema_is_one_average_identical_on_every_process(kmnist_root, tmp_path):
 
 
 def _train_share_with_mixing(rank, world_size, init_file, kmnist_root, result_file):
-    from executors.mixing import mix_generator
+    from executors.tools.mixing import mix_generator
     trainer = _share_trainer(rank, world_size, init_file, kmnist_root, "train.mixup_alpha=0.4",
                              "train.cutmix_alpha=1.0")
     start = [p.detach().clone() for p in trainer.model.parameters()]

@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from executors.checkpoints.checkpoint import load_checkpoint
-from executors.ema import WeightEma, ema_decay, select
-from executors.inference import load_trained
+from executors.checkpoints.inference import load_trained
+from executors.tools.ema import WeightEma, ema_decay, select
 from tests.trainer_runs import assert_same_run, make_trainer, straight_and_resumed
 from utils.config import load_config
 

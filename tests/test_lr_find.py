@@ -1,4 +1,4 @@
-"""LR range test (executors/lr_finder.py, scripts/lr_find.py): the lr schedule value by value,
+"""LR range test (executors/tools/lr_finder.py, scripts/lr_find.py): the lr schedule value by value,
 the suggestion inside an lr range measured by training, the early stop, untouched originals
 and random states, the scaled-lr setting, atomic outputs and the CLI's exit statuses."""
 import copy
@@ -18,10 +18,10 @@ from PIL import Image
 from torch import nn
 
 from executors.launch import train_experiment
-from executors.lr_finder import (BETA, DIVERGENCE, END_LR, START_LR, STEPS, find_lr, lr_schedule, lr_setting,
-                                 range_test, suggestions)
 from executors.optim import resolve_lr
 from executors.reporting.lr_find_report import summary_lines, write_lr_find
+from executors.tools.lr_finder import (BETA, DIVERGENCE, END_LR, START_LR, STEPS, find_lr, lr_schedule, lr_setting,
+                                       range_test, suggestions)
 from tests.test_cli import common_args, kmnist_root  # noqa: F401 (a fixture)
 from utils.cli import run
 from utils.config import apply_overrides, load_config, to_plain

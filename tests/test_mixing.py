@@ -1,4 +1,4 @@
-"""Mixup and CutMix per sample (executors/mixing.py) against torchvision's v2 transforms, the
+"""Mixup and CutMix per sample (executors/tools/mixing.py) against torchvision's v2 transforms, the
 soft-target loss with label smoothing, the dominant-label accuracy, the generator's determinism,
 the config checks, and mixing in the Trainer: the step by hand, on against off, exact resume."""
 import re
@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 from executors.checkpoints.checkpoint import load_checkpoint
 from executors.checkpoints.resume import config_changes
-from executors.mixing import MixParams, apply_mix, draw_params, make_mixer, mix_generator, soft_cross_entropy
+from executors.tools.mixing import MixParams, apply_mix, draw_params, make_mixer, mix_generator, soft_cross_entropy
 from tests.trainer_runs import assert_same_run, make_trainer, straight_and_resumed
 from utils.config import load_config, to_plain
 from utils.errors import ConfigError

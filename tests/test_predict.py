@@ -16,9 +16,9 @@ from datasets.loading.loaders import build_loaders
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.synthetic import write_kmnist_idx, write_pets
 from datasets.transforms.building import build_transforms
-from executors.inference import evaluate_checkpoint, load_trained, predict_files
+from executors.checkpoints.inference import evaluate_checkpoint, load_trained, predict_files
+from executors.tools.tta import tta_views
 from executors.trainer import Trainer
-from executors.tta import tta_views
 from utils.config import load_config
 from utils.errors import CheckpointError, DataError
 

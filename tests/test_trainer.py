@@ -260,7 +260,7 @@ def test_predict_uses_the_checkpoint_precision(tmp_path):
     """predict_files autocasts like training: a bf16 checkpoint predicts in bf16 (here on the CPU)."""
     from PIL import Image
 
-    from executors.inference import predict_files
+    from executors.checkpoints.inference import predict_files
     image = tmp_path / "glyph.png"
     Image.fromarray((torch.rand(28, 28) * 255).byte().numpy()).save(image)
     trainer = make_trainer(mlp_cfg(tmp_path, "data.mean=[0.2]", "data.std=[0.3]"))

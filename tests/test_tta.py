@@ -1,4 +1,4 @@
-"""Test-time augmentation (executors/tta.py): the views, their mean logits against explicit
+"""Test-time augmentation (executors/tools/tta.py): the views, their mean logits against explicit
 views computed by hand, evaluation of plain and TTA metrics in one pass, the config checks,
 and the TTA metrics of a training run beside its plain ones."""
 import csv
@@ -17,8 +17,8 @@ from executors.checkpoints.checkpoint import load_checkpoint
 from executors.evaluation import evaluate_model
 from executors.launch import train_experiment
 from executors.run_folders.run_files import METRIC_COLUMNS, TTA_COLUMNS, tracker_metrics
+from executors.tools.tta import TTA_MODES, resolve_tta, tta_logits, tta_views
 from executors.trainer import Trainer
-from executors.tta import TTA_MODES, resolve_tta, tta_logits, tta_views
 from tests.synthetic_data import PrototypeDataset, prototype_loaders
 from utils.config import load_config
 from utils.errors import ConfigError

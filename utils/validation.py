@@ -247,7 +247,7 @@ def warnings_for(cfg) -> list:
     return notes
 
 
-# Mixup / CutMix (executors/mixing.py) and test-time augmentation (executors/tta.py, TTA_MODES).
+# Mixup / CutMix (executors/tools/mixing.py) and test-time augmentation (executors/tools/tta.py, TTA_MODES).
 RULES.update({
     "train.mixup_alpha": number(0),
     "train.cutmix_alpha": number(0),

@@ -4,9 +4,9 @@ import torch
 
 from executors.checkpoints.checkpoint import restore_training_state
 from executors.checkpoints.resume import check_resumable
-from executors.ema import checkpoint_weights, restore_weights
-from executors.mixing import mixer_state, restore_mixer
 from executors.optim import sync_lr_to_schedule
+from executors.tools.ema import checkpoint_weights, restore_weights
+from executors.tools.mixing import mixer_state, restore_mixer
 from logs.Logger import public_config
 from utils.runtime import rng_state, set_rng_state
 

@@ -1,10 +1,11 @@
-"""What the LR range test (executors/lr_finder.py) leaves behind: lr_find.json, lr_find.png
+"""What the LR range test (executors/tools/lr_finder.py) leaves behind: lr_find.json, lr_find.png
 and the lines it prints.
 
 The figure plots the loss of each step (faint) and its smoothed curve against the lr on a log
 axis, with the suggested lr as a labelled vertical line, the other method's suggestion as a
-dotted one and the lr the config trains at (after linear scaling) as a dash-dotted one. The y axis spans the smoothed curve: raw losses of the exploding last steps
-are cut at its top rather than squashing the rest.
+dotted one and the lr the config trains at (after linear scaling) as a dash-dotted one. The
+y axis spans the smoothed curve: raw losses of the exploding last steps are cut at its top
+rather than squashing the rest.
 """
 import json
 import math

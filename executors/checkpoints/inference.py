@@ -1,5 +1,5 @@
 """What scripts/evaluate.py and scripts/predict.py do with a trained checkpoint, test-time
-augmentation (executors/tta.py) included: load it, its test metrics, and the top-k classes of
+augmentation (executors/tools/tta.py) included: load it, its test metrics, and the top-k classes of
 image files.
 """
 import copy
@@ -14,7 +14,7 @@ from datasets.transforms.building import build_transforms
 from executors.checkpoints.checkpoint import load_checkpoint, load_model_weights
 from executors.checkpoints.inference_checks import check_dataset_classes, check_input_fits, check_same_task
 from executors.evaluation import evaluate_model
-from executors.tta import resolve_tta, tta_logits
+from executors.tools.tta import resolve_tta, tta_logits
 from models.registry import build_model
 from utils.config import apply_overrides
 from utils.errors import DataError

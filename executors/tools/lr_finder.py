@@ -45,8 +45,8 @@ from executors.optim import build_optimizer, resolve_lr
 from executors.preflight import preflight
 from models.registry import build_model, has_batch_norm
 from utils.errors import TrainingError
-from utils.runtime import (Precision, configure_backends, resolve_device, resolve_precision, rng_state,
-                           seed_everything, set_rng_state, uses_channels_last)
+from utils.runtime import (Precision, configure_backends, resolve_device, resolve_precision, rng_state, seed_everything,
+                           set_rng_state, uses_channels_last)
 from utils.threads import configure_threads
 from utils.validation import check_values
 

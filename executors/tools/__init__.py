@@ -1,0 +1,1 @@
+"""Training tools beyond the assignment, off by default: LR range test, weight EMA, mixup/cutmix, TTA."""
