@@ -259,3 +259,17 @@ def test_cli_report_with_several_filters_and_a_filter_that_matches_nothing(runs,
     assert not (tmp_path / "none").exists()
     with pytest.raises(UserError, match="the runs are: base_seed0"):
         filter_runs(collect_summaries(runs), ["nothing"])
+
+
+def test_runs_with_the_ema_text_column_are_reported(runs, tmp_path):
+    """metrics.csv of a run with train.ema_decay ends with `selected_weights` (raw / ema): the
+    report reads its numeric columns and leaves the text one out instead of failing."""
+    path = runs / "base_seed0" / "metrics.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([lines[0] + ",ema_test_accuracy,selected_weights"]
+                              + [line + f",0.{70 + n},{'ema' if n % 2 else 'raw'}" for n, line in enumerate(lines[1:])])
+                    + "\n")
+    columns = read_columns(path)
+    assert "selected_weights" not in columns and list(columns["ema_test_accuracy"]) == [0.70, 0.71, 0.72]
+    text = write_report(collect_summaries(runs), tmp_path / "report", "runs").read_text()
+    assert text.count("| base_seed") == 3

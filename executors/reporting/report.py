@@ -33,14 +33,25 @@ from utils.errors import UserError, did_you_mean
 SMOOTHING_SHARE = 0.02  # the training-loss window, as a share of a config's steps
 
 
+def _cell_value(cell: str) -> float:
+    """A CSV cell as a float; NaN for an empty cell."""
+    return float(cell) if cell else np.nan
+
+
 def read_columns(path: Path):
-    """{column: float array} of a CSV file (empty cells as NaN), None when there is no file."""
+    """{column: float array} of the numeric columns of a CSV file (empty cells as NaN; text
+    columns such as metrics.csv's `selected_weights` are left out), None when there is no file."""
     if not path.is_file():
         return None
     with path.open(newline="") as file:
         rows = list(csv.DictReader(file))
-    columns = rows[0].keys() if rows else []
-    return {c: np.array([float(r[c]) if r[c] else np.nan for r in rows]) for c in columns}
+    columns = {}
+    for column in rows[0].keys() if rows else []:
+        try:
+            columns[column] = np.array([_cell_value(row[column]) for row in rows])
+        except ValueError:
+            continue
+    return columns
 
 
 def _mean_std(pair, digits=4, scale=1) -> str:
