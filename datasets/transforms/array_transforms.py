@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from torchvision import transforms as T
 from torchvision.transforms import functional as TF
 
-from datasets.transforms.color_jitter import ColorJitterFactor, draw_adjustments
+from datasets.transforms.color_jitter import PAPER_RANGE, ColorJitterFactor, draw_adjustments
 
 OPENCV_HUE_LEVELS = 256  # OpenCV's COLOR_RGB2HSV_FULL: one turn is levels 0-255
 TRUNCATION_SHIFT = 0.499  # OpenCV rounds to nearest: shifted by just under half a level, it truncates as PIL does
@@ -104,7 +104,7 @@ def hue_8bit(pixels, factor: float):
 class ColorJitterFactor8Bit(ColorJitterFactor):
     """ColorJitterFactor on uint8 [H, W, 3] RGB arrays with OpenCV: same arguments, same random draws."""
 
-    def __init__(self, brightness=(0.6, 1.4), saturation=(0.6, 1.4), hue=(0.6, 1.4)):
+    def __init__(self, brightness=PAPER_RANGE, saturation=PAPER_RANGE, hue=PAPER_RANGE):
         super().__init__(brightness, saturation, hue)
         self.adjust = {"brightness": brightness_8bit, "saturation": saturation_8bit, "hue": hue_8bit}
         # One image at a time in each DataLoader worker: OpenCV's own thread pool would only

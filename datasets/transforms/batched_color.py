@@ -12,6 +12,7 @@ its full precision (PIL holds it in 8-bit units; the difference has no systemati
 import torch
 
 from datasets.transforms.batch import ImageBatch, to_device_nonblocking, to_unit_float
+from datasets.transforms.color_jitter import PAPER_RANGE
 
 GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 HUE_SEXTANT_OFFSETS = (5.0, 3.0, 1.0)  # HSV -> RGB: channel c = V - V*S*clamp(min(k, 4 - k), 0, 1), k = (n_c + 6h) mod 6
@@ -58,7 +59,7 @@ class BatchedColorJitterFactor:
 
     handles_ragged = False
 
-    def __init__(self, brightness=(0.6, 1.4), saturation=(0.6, 1.4), hue=(0.6, 1.4)):
+    def __init__(self, brightness=PAPER_RANGE, saturation=PAPER_RANGE, hue=PAPER_RANGE):
         self.ranges = {"brightness": brightness, "saturation": saturation, "hue": hue}
 
     def sample_params(self, count, generator):

@@ -22,6 +22,7 @@ from torchvision.transforms import functional as TF
 
 HUE_LEVELS = 255  # PIL's 8-bit HSV hue is int(turns * 255): one turn is levels 0-254, and 255 is 0 again
 ADJUSTMENTS = ("brightness", "saturation", "hue")
+PAPER_RANGE = (0.6, 1.4)  # the Bag of Tricks' factor range for all three adjustments
 
 
 def scale_hue(image: Image.Image, factor: float) -> Image.Image:
@@ -52,7 +53,7 @@ class ColorJitterFactor(torch.nn.Module):
     None leaves that property unchanged.
     """
 
-    def __init__(self, brightness=(0.6, 1.4), saturation=(0.6, 1.4), hue=(0.6, 1.4)):
+    def __init__(self, brightness=PAPER_RANGE, saturation=PAPER_RANGE, hue=PAPER_RANGE):
         super().__init__()
         self.ranges = {"brightness": brightness, "saturation": saturation, "hue": hue}
         self.adjust = {"brightness": TF.adjust_brightness, "saturation": TF.adjust_saturation, "hue": scale_hue}
