@@ -230,3 +230,16 @@ def test_paths_are_made_absolute_so_the_saved_config_works_from_anywhere(tmp_pat
     assert cfg.logger.tracking_uri == f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     absolute = load_config("resnet50", ["logger.tracking_uri='sqlite:////abs/mlflow.db'"])
     assert absolute.logger.tracking_uri == "sqlite:////abs/mlflow.db" and absolute.data.cache_dir is None
+
+
+def test_resnet50_best_is_resnet50_tricks_with_only_the_tools_switched_on():
+    def leaves(tree, prefix=""):
+        values = {}
+        for key, value in tree.items():
+            values.update(leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+        return values
+    best, tricks = leaves(to_plain(load_config("resnet50_best"))), leaves(to_plain(load_config("resnet50_tricks")))
+    changed = {key: best[key] for key in best if best[key] != tricks[key]}
+    assert best.keys() == tricks.keys()
+    assert changed == {"exp_name": "resnet50_best", "train.ema_decay": 0.99, "train.ema_warmup": True,
+                       "train.mixup_alpha": 0.2, "train.cutmix_alpha": 1.0, "eval.tta": "flip"}
