@@ -17,35 +17,38 @@ STEP_KEYS = ("loss", "accuracy", "balanced_accuracy", "lr")  # logged as train/<
 
 def batch_balanced_accuracy(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int,
                             dtype=torch.float64) -> torch.Tensor:
-    """0-d tensor on the labels' device: mean recall over the classes present in `labels`.
+    """Mean recall over the classes present in `labels`, per batch: a tensor of shape [...] on the
+    labels' device.
 
-    labels, predictions: int64 [B]. Tensor ops only, no host synchronisation (bincount would
-    read the largest label back on CUDA). The per-class recalls are those of
-    utils.metrics.balanced_accuracy bit for bit; their mean may differ in the last bit or two
-    (below 4e-16), since it sums over all classes with absent ones as zeros: summing over the
-    present ones only would need their count on the host.
+    labels, predictions: int64 [..., B] (one batch [B], or several of the same size [S, B]).
+    Tensor ops only, no host synchronisation (bincount would read the largest label back on
+    CUDA). The per-class recalls are those of utils.metrics.balanced_accuracy bit for bit; their
+    mean may differ in the last bit or two (below 4e-16), since it sums over all classes with
+    absent ones as zeros: summing over the present ones only would need their count on the host.
     """
-    is_class = labels[:, None] == torch.arange(num_classes, device=labels.device)  # [B, C]
-    support = is_class.sum(dim=0)  # [C] samples of each class
-    hits = (is_class & (predictions == labels)[:, None]).sum(dim=0)  # [C] of them predicted right
+    is_class = labels[..., None] == torch.arange(num_classes, device=labels.device)  # [..., B, C]
+    support = is_class.sum(dim=-2)  # [..., C] samples of each class
+    hits = (is_class & (predictions == labels)[..., None]).sum(dim=-2)  # [..., C] of them predicted right
     present = support > 0
     recall = hits.to(dtype) / support.clamp(min=1).to(dtype)
-    return (recall * present).sum() / present.sum().clamp(min=1).to(dtype)
+    return (recall * present).sum(dim=-1) / present.sum(dim=-1).clamp(min=1).to(dtype)
 
 
 class StepMetrics:
     """Accumulates loss, accuracy, balanced accuracy and GradScaler skips per training step.
 
-    add() queues device tensors (no sync); read() returns the pending steps as dicts of host
-    floats, oldest first, in one transfer, and adds them to the epoch totals.
+    add() only keeps references to the step's device tensors (no kernel, no sync: a training
+    step's host time is precious on a fast GPU); read() computes the pending steps' metrics in a
+    few batched kernels, returns them as dicts of host floats, oldest first, in one transfer,
+    and adds them to the epoch totals.
     """
 
     def __init__(self, num_classes: int, device: torch.device):
         self.num_classes = num_classes
         self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-        self._pending = []  # per step: device tensor [4] = loss, correct, balanced accuracy, skipped
+        self._pending = []  # per step: (loss 0-d, predictions [B], labels [B], skipped 0-d bool or None) on the device
         self._host = []  # per step: (global step, lr, batch size), known on the host
-        self._never_skipped = torch.zeros((), dtype=self.dtype, device=device)
+        self._never_skipped = torch.zeros((), dtype=torch.bool, device=device)
         self.nonfinite_streak, self.nonfinite_since = 0, None  # consecutive NaN/inf losses, first step
         self.start_epoch()
 
@@ -59,21 +62,37 @@ class StepMetrics:
 
     def add(self, step: int, lr: float, loss, predictions, labels, skipped=None) -> None:
         """Queue one step: loss (0-d), predictions and labels (int64 [B]) on the device,
-        skipped (0-d bool: the GradScaler skipped the optimizer step, None without a scaler)."""
-        self._pending.append(torch.stack([
-            loss.detach().to(self.dtype), (predictions == labels).sum().to(self.dtype),
-            batch_balanced_accuracy(labels, predictions, self.num_classes, self.dtype),
-            self._never_skipped if skipped is None else skipped.to(self.dtype)]))
+        skipped (0-d bool: the GradScaler skipped the optimizer step, None without a scaler).
+        The tensors must not be changed in place before read(): pass copies of reused buffers."""
+        self._pending.append((loss.detach(), predictions, labels, self._never_skipped if skipped is None else skipped))
         self._host.append((step, lr, labels.shape[0]))
+
+    def _values(self) -> list:
+        """[[loss, correct, balanced accuracy, skipped]] of the pending steps, oldest first: computed
+        for the steps of each batch size together, read back in one transfer."""
+        by_size = {}
+        for index, (_, _, labels, _) in enumerate(self._pending):
+            by_size.setdefault(labels.shape[0], []).append(index)
+        order, tables = [], []
+        for indices in by_size.values():
+            loss, predictions, labels, skipped = (torch.stack(column) for column in zip(*(self._pending[i] for i in indices)))
+            tables.append(torch.stack([
+                loss.to(self.dtype), (predictions == labels).sum(dim=1).to(self.dtype),
+                batch_balanced_accuracy(labels, predictions, self.num_classes, self.dtype), skipped.to(self.dtype)], dim=1))
+            order += indices
+        values = torch.cat(tables).tolist()
+        ordered = [None] * len(order)
+        for position, index in enumerate(order):
+            ordered[index] = values[position]
+        return ordered
 
     def read(self) -> list:
         """Pending steps as [{"step", "loss", "accuracy", "balanced_accuracy", "lr", "skipped",
         "size"}] (one host transfer), added to the epoch totals and the non-finite run."""
         if not self._pending:
             return []
-        values = torch.stack(self._pending).tolist()
         rows = []
-        for (loss, correct, balanced, skipped), (step, lr, size) in zip(values, self._host):
+        for (loss, correct, balanced, skipped), (step, lr, size) in zip(self._values(), self._host):
             rows.append({"step": step, "loss": loss, "accuracy": correct / max(size, 1), "balanced_accuracy": balanced,
                          "lr": lr, "skipped": int(skipped), "size": size})
             self.loss_sum, self.correct = self.loss_sum + loss * size, self.correct + correct
