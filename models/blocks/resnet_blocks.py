@@ -75,7 +75,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + self.shortcut(x))
+        out += self.shortcut(x)  # in place, as torchvision's: one activation-sized buffer fewer per block
+        return self.relu(out)
 
 
 class Stage(nn.Sequential):
