@@ -11,8 +11,6 @@ on the CPU. A step never waits for the GPU (metrics are read back in groups:
 executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
 batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
 """
-import contextlib
-import json
 import time
 from pathlib import Path
 
@@ -24,20 +22,20 @@ from executors.checkpoints.trainer_state import restore_trainer, trainer_state
 from executors.compiled import TrainingForward
 from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
 from executors.evaluation import batch_to_device, evaluate_epoch, evaluate_model
+from executors.graphed_step import graphed_step, refusal
 from executors.optim import build_optimizer, build_scheduler
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
 from executors.run_folders.run_figures import save_augmentation_preview, save_confusion
 from executors.run_folders.run_files import (epoch_notes, epoch_row, run_summary, step_row, tracker_metrics,
                                              write_history, write_summary)
+from executors.run_folders.tracking import tracked_run
 from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
 from executors.tools.ema import WeightEma, select
 from executors.tools.mixing import make_mixer, mix_generator, training_criterion
+from executors.tools.overfit_batch import overfit_first_batch
 from executors.tools.tta import resolve_tta
-from logs.Logger import TRACKER_FILE, Logger, public_config
 from models.registry import build_model, count_trainable_parameters
-from utils.atomic_files import write_text_atomic
-from utils.config import to_plain
 from utils.runtime import configure_backends, resolve_device, resolve_precision, seed_everything, uses_channels_last
 
 
@@ -74,6 +72,10 @@ class Trainer:
         sync_bn = bool(cfg.train.get("sync_bn")) and cfg.model_name != "MLP"
         self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained
         self.forward = TrainingForward(trained, cfg.train.compile)  # what a training step calls
+        self.graphed = graphed_step(cfg.train.get("cuda_graph", False), self.device, self.optimizer,  # None: eager
+                                    lambda images, targets: self._forward_backward(images, targets),
+                                    refusal(self.device, self.precision.use_scaler, self.forward.compiled is not None,
+                                            processes.parallel))
         self.reduce = all_reduce_sum if processes.parallel else None  # sums evaluation counts over processes
         self.tta = resolve_tta(cfg)  # test-time augmentation scored beside the plain test and val metrics
         self.epochs_completed, self.global_step = 0, 0
@@ -94,44 +96,70 @@ class Trainer:
               f"{', channels_last' if self.channels_last else ''}")
         return model
 
+    def _forward(self, images, targets):
+        """(loss: fp32 0-d, logits [B, classes]) of `images` [B, C, H, W] against `targets` (int64 labels [B],
+        or float32 [B, classes] when mixing): forward in autocast (no cast cache, as CUDA graphs need), loss in fp32."""
+        with torch.autocast(self.device.type, dtype=self.precision.dtype, enabled=self.precision.dtype is not None,
+                            cache_enabled=False):
+            logits = self.forward(images)
+            return self.criterion(logits.float(), targets), logits
+
+    def _backward(self, loss) -> None:
+        """Gradients of `loss` (through the GradScaler) in place of the last step's."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+
+    def _optimizer_step(self):
+        """Optional gradient clipping, then the optimizer step through the GradScaler; no host sync (but in
+        GradScaler.step for optimizers without fused AMP). Returns skipped (scaled_optimizer_step)."""
+        if self.cfg.train.grad_clip_norm:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
+        return scaled_optimizer_step(self.scaler, self.optimizer)
+
     def _forward_backward(self, images, targets):
-        """One optimisation step on `images` [B, C, H, W] and `targets` (int64 labels [B], or float32 [B, classes]
-        when mixing): forward in autocast, loss in fp32, backward through the GradScaler, optional gradient
-        clipping, optimizer step; no host sync (but in GradScaler.step for optimizers without fused AMP). A
-        compiled model's first step that raises is redone eagerly (compiled.py).
+        """One eager optimisation step on `images` and `targets` (see _forward): forward, backward, optimizer
+        step. A compiled model's first step that raises is redone eagerly (compiled.py).
         Returns (loss: fp32 0-d, logits [B, classes], skipped: 0-d bool or None: scaled_optimizer_step)."""
         try:
-            with torch.autocast(self.device.type, dtype=self.precision.dtype,
-                                enabled=self.precision.dtype is not None):
-                logits = self.forward(images)
-                loss = self.criterion(logits.float(), targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            loss, logits = self._forward(images, targets)
+            self._backward(loss)
         except Exception as error:
             if not self.forward.fall_back(error):
                 raise
             return self._forward_backward(images, targets)
-        if self.cfg.train.grad_clip_norm:
-            self.scaler.unscale_(self.optimizer)
-            nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.train.grad_clip_norm)
-        skipped = scaled_optimizer_step(self.scaler, self.optimizer)
-        return loss.detach(), logits.detach(), skipped
+        return loss.detach(), logits.detach(), self._optimizer_step()
 
-    def _train_step(self, batch) -> None:
-        """Train on one batch (mixed when mixing is on: its accuracy is then against each sample's
-        dominant label) and advance the lr schedule; the batch's metrics are queued on the device in
-        self.step_metrics (no host synchronisation)."""
+    def _step(self, images, targets):
+        """_forward_backward, replayed from a CUDA graph where train.cuda_graph allows (graphed_step.py)."""
+        if self.graphed is not None:
+            return self.graphed(images, targets)
+        return self._forward_backward(images, targets)
+
+    def _inputs(self, batch):
+        """(images [B, C, H, W], targets, labels [B]) of a loader's batch on the device; when mixing, the
+        images mixed, targets float32 [B, classes] and labels the dominant ones, else targets = labels."""
         images, labels = batch_to_device(batch, self.device, self.channels_last)
-        targets = labels
-        if self.mixer is not None:  # soft targets float32 [B, K]; labels become the dominant ones
-            images, targets, labels = self.mixer(images, labels)
-        lr = self.optimizer.param_groups[0]["lr"]
-        loss, logits, skipped = self._forward_backward(images, targets)
+        if self.mixer is None:
+            return images, labels, labels
+        return self.mixer(images, labels)
+
+    def _after_step(self, lr, loss, logits, labels, skipped) -> None:
+        """Advance the lr schedule, the step count and the EMA; queue the step's metrics (no sync)."""
         self.scheduler.step()
         self.global_step += 1
         if self.ema is not None:
             self.ema.update()
         self.step_metrics.add(self.global_step, lr, loss, logits.argmax(dim=1), labels, skipped)
+
+    def _train_step(self, batch) -> None:
+        """Train on one batch (mixed when mixing is on: its accuracy is then against each sample's
+        dominant label) and advance the lr schedule; the batch's metrics are queued on the device in
+        self.step_metrics (no host synchronisation). executors/benchmark/step_profile.py times these phases."""
+        images, targets, labels = self._inputs(batch)
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss, logits, skipped = self._step(images, targets)
+        self._after_step(lr, loss, logits, labels, skipped)
 
     def make_step(self, batch) -> dict:
         """_train_step, then its loss, accuracy, balanced_accuracy, lr used (floats), skipped (0/1), step
@@ -198,7 +226,7 @@ class Trainer:
         the same steps and evaluations, so that every collective operation meets its partners."""
         self.run_dir = Path(run_dir) if self.processes.is_main else None
         started = time.perf_counter()
-        with self._tracking() as self.logger:  # None in the other processes
+        with tracked_run(self) as self.logger:  # None in the other processes
             if self.epochs_completed == 0:
                 confusion = self.evaluate()["confusion"]
                 if self.logger is not None:  # main process
@@ -221,23 +249,6 @@ class Trainer:
                 write_summary(self.logger, self.run_dir, summary)
         self.logger = None
         return summary
-
-    @contextlib.contextmanager
-    def _tracking(self):
-        """Main process: write config.json, open the run's Logger (continuing the run's tracker run
-        on resume), write its tracker record, log the hyperparameters and yield it; elsewhere None."""
-        if self.run_dir is None:
-            yield None
-            return
-        write_text_atomic(self.run_dir / "config.json", json.dumps(public_config(self.cfg), indent=2))
-        with Logger(self.cfg.logger, self.run_dir, self.run_dir.name, self.logger_run_id) as logger:
-            self.logger_run_id = logger.run_id
-            if logger.run_id is not None:  # a folder abandoned before last.pt can close its tracker run
-                write_text_atomic(self.run_dir / TRACKER_FILE, json.dumps(logger.tracker_record))
-            print(logger.location, flush=True)
-            logger.log_hyperparameters({**to_plain(self.cfg), "trainable_parameters": self.trainable_parameters,
-                                        "device": str(self.device), "precision": self.precision.name})
-            yield logger
 
     def _end_epoch(self, epoch, lr, train, evaluations, wall_seconds):
         """Update history and the best epoch (ema.select: on validation, else test accuracy, of the better weights);
@@ -276,20 +287,6 @@ class Trainer:
         print(f"Resumed from {path}: {self.epochs_completed} epochs done, step {self.global_step}")
 
     def overfitting_on_batch(self, max_steps: int = None) -> dict:
-        """Train on the first training batch alone until it is classified 100% correctly, with the
-        configured optimizer at the configured lr (after linear scaling), constant: no warmup, no
-        decay. Checks accuracy in model.eval() mode every 10 steps. Returns {"steps", "accuracy", "loss"}."""
-        max_steps = max_steps or self.cfg.train.overfit_batch_steps
-        for group, base_lr in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
-            group["lr"] = base_lr  # LambdaLR set the warmup's first-step lr at construction
-        images, labels = batch_to_device(next(iter(self.train_loader)), self.device, self.channels_last)
-        accuracy, step = 0.0, 0
-        while step < max_steps and accuracy < 1.0:
-            self.model.train()
-            for _ in range(min(10, max_steps - step)):
-                loss, _, _ = self._forward_backward(images, labels)
-                step += 1
-            self.model.eval()
-            with torch.inference_mode():
-                accuracy = (self.model(images).argmax(dim=1) == labels).float().mean().item()
-        return {"steps": step, "accuracy": accuracy, "loss": loss.item()}
+        """Train on the first training batch alone until it is classified 100% correctly
+        (executors/tools/overfit_batch.py). Returns {"steps", "accuracy", "loss"}."""
+        return overfit_first_batch(self, max_steps or self.cfg.train.overfit_batch_steps)
