@@ -108,12 +108,12 @@ def test_every_setting_of_what_was_trained_is_refused(root, kept_run, changed, l
 def test_only_the_allowed_keys_may_change_and_the_run_goes_on(root, tmp_path, run_dir):
     assert MAY_CHANGE_ON_RESUME == (
         "exp_dir", "device", "threads", "data.root", "data.download", "data.mirrors", "data.md5", "data.cache_dir",
-        "data.num_workers", "data.loader", "train.epochs", "train.compile", "train.max_nonfinite_steps",
-        "train.confusion_matrix_every_epoch", "train.overfit_batch_steps", "logger", "eval")
+        "data.num_workers", "data.loader", "train.epochs", "train.compile", "train.cuda_graph",
+        "train.max_nonfinite_steps", "train.confusion_matrix_every_epoch", "train.overfit_batch_steps", "logger", "eval")
     copy = tmp_path / "copy_of_the_data"
     shutil.copytree(root, copy)  # the same files elsewhere
     cfg = load_config("mlp", overrides(copy, tmp_path, "train.epochs=3", "threads=2", "data.loader='workers'",
-                                       "logger.flush_every=2", "train.max_nonfinite_steps=5",
+                                       "logger.flush_every=2", "train.max_nonfinite_steps=5", "train.cuda_graph=False",
                                        "train.confusion_matrix_every_epoch=True"))
     assert train_experiment(cfg, resume="auto")["epochs_completed"] == 3
 

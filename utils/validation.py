@@ -177,6 +177,7 @@ RULES = {
     "train.label_smoothing": number(0, 1, high_open=True),
     "train.amp": one_of(*AMP_MODES),
     "train.compile": boolean(),
+    "train.cuda_graph": boolean(),
     "train.sync_bn": boolean(),
     "train.max_nonfinite_steps": whole(1, optional=True),
     "train.grad_clip_norm": number(0, low_open=True, optional=True),

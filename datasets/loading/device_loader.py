@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from datasets.loading.item_seeds import stream_seed
+from datasets.loading.side_stream import built_ahead
 from datasets.transforms.batch import ImageBatch, to_device_nonblocking
 
 
@@ -35,6 +36,8 @@ class DeviceLoader:
         drop_single_last: with shuffle, leave out an epoch's last batch when it would give
             each process one image (`left_out` = 1, images per process), on which BatchNorm
             cannot train: different images each epoch.
+    Attribute `built_ahead` (True): on a CUDA device build each batch on a side stream while the
+    previous one trains (side_stream.py); the batches are the same either way.
     """
 
     def __init__(self, images, labels, transform, batch_size, *, shuffle, seed, sizes=None, rank=0, world_size=1,
@@ -45,6 +48,7 @@ class DeviceLoader:
         self.transform, self.batch_size, self.shuffle = transform, batch_size, shuffle
         self.seed, self.epoch = seed, 0
         self.rank, self.world_size = rank, world_size
+        self.built_ahead = True
         self.left_out = int(shuffle and drop_single_last and self._whole_shares() % batch_size == world_size)
 
     def _whole_shares(self) -> int:
@@ -70,6 +74,10 @@ class DeviceLoader:
         return torch.Generator().manual_seed(stream_seed(self.seed, self.epoch, stream))
 
     def __iter__(self):
+        batches = self._batches()
+        return built_ahead(batches, self.images.device) if self.built_ahead and self.images.is_cuda else batches
+
+    def _batches(self):
         generator = self._generator(1 + self.rank)
         count = len(self.labels)
         order = torch.randperm(count, generator=self._generator(0)) if self.shuffle else torch.arange(count)

@@ -26,7 +26,8 @@ MAY_CHANGE_ON_RESUME = (
     "data.root", "data.download", "data.mirrors", "data.md5", "data.cache_dir",  # where the same files are
     "data.num_workers", "data.loader",  # how batches are built
     "train.epochs",  # upward only: a longer run stretches its schedule (executors/optim.sync_lr_to_schedule)
-    "train.compile", "train.max_nonfinite_steps", "train.confusion_matrix_every_epoch", "train.overfit_batch_steps",
+    "train.compile", "train.cuda_graph",  # how steps run
+    "train.max_nonfinite_steps", "train.confusion_matrix_every_epoch", "train.overfit_batch_steps",
     "logger",  # where the run is tracked
     "eval",  # how it is evaluated (test-time augmentation): reported, not trained
 )
