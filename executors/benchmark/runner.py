@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from executors.benchmark.busy import busy_rows
 from executors.benchmark.workloads import gpu_rows, kmnist_mlp, pets_input, pets_train
 from utils.atomic_files import write_text_atomic
 from utils.errors import ConfigError, Interrupted
@@ -21,6 +22,9 @@ CPU_WORKLOADS = {
     "pets_resnet50_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "ResNet50", 64),
     "pets_vgg16_64": lambda workdir, quick, device: pets_train(workdir, quick, device, "VGG16", 64),
 }
+
+
+GPU_WORKLOADS = ("gpu", "busy")  # CUDA only: the 224 px rows (workloads.gpu_rows), the busy rows (busy.py)
 
 
 def machine(device) -> dict:
@@ -47,10 +51,10 @@ def run_benchmark(quick, device_name="auto", out=None, only=None) -> dict:
     """Run every workload for the device (or those in `only`), print the results and
     return {"machine", "quick", "workloads", "gpu"}; with `out`, also write them as JSON."""
     device = resolve_device(device_name)
-    unknown = set(only or ()) - set(CPU_WORKLOADS) - {"gpu"}
+    unknown = set(only or ()) - set(CPU_WORKLOADS) - set(GPU_WORKLOADS)
     if unknown:
         raise ConfigError(f"Unknown workload(s) {', '.join(sorted(unknown))}: choose from "
-                          f"{', '.join(CPU_WORKLOADS)}, gpu.")
+                          f"{', '.join(CPU_WORKLOADS)}, {', '.join(GPU_WORKLOADS)}.")
     result = {"machine": machine(device), "quick": quick, "workloads": [], "gpu": None}
     print(f"Benchmark on {result['machine']}{' (quick)' if quick else ''}")
     threads_before = torch.get_num_threads()
@@ -86,6 +90,28 @@ def measure(result, workdir, quick, device, only, out):
         rows, summary = gpu_rows(workdir, quick, device)
         result["workloads"] += rows
         result["gpu"] = summary
+        save(result, out)
+    if device.type == "cuda" and only and "busy" in only:  # named only: it takes minutes
+        result["busy"] = busy_rows(workdir, device)
+        print(format_busy(result["busy"]), flush=True)
+
+
+def format_busy(busy) -> str:
+    """The busy rows as lines: per model and way of stepping, images/s (median of the rounds, min-max)
+    and the fraction of the bare-step rate; then ours against torchvision."""
+    lines = []
+    for config, model in busy["models"].items():
+        if "error" in model:
+            lines.append(f"{config:<16} failed: {model['error']}")
+            continue
+        for name, rate in model["images_per_second"].items():
+            fraction = model["fraction_of_bare"].get(name)
+            lines.append(f"{config:<16} {name:<18} {rate['median']:>8,.0f} img/s ({rate['min']:,.0f}-{rate['max']:,.0f})"
+                         + (f"  {fraction:.2f} of bare" if fraction is not None else ""))
+    versus = busy["ours_vs_torchvision"]
+    lines.append(f"ours (B) {versus['ours_b']['median']:,.0f} vs torchvision {versus['torchvision']['median']:,.0f} "
+                 f"img/s bare: {versus['ratio']:.2f}x")
+    return "\n".join(lines)
 
 
 def save(result, out):

@@ -66,8 +66,7 @@ def timed_epoch(trainer):
     """(images, seconds) of one Trainer.train_epoch, GPU work included."""
     start = time.perf_counter()
     quiet(trainer.train_epoch, 0)
-    if trainer.device.type == "cuda":
-        torch.cuda.synchronize(trainer.device)
+    synchronize(trainer.device)
     return split_size(trainer.train_loader), time.perf_counter() - start
 
 
@@ -189,22 +188,28 @@ def pets_train(workdir, quick, device, model_name, size, compile_model=False, ba
                ours_eval_images_per_second=timed_evaluation(trainer))
 
 
+def synchronize(device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, where work runs as it is launched)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def compute_only(model, device, precision, batch_size=64, size=224, steps=50):
-    """Images per second of training steps on one batch resident on the GPU (no input pipeline)."""
+    """Images per second of training steps on one batch resident on the device (no input pipeline)."""
     model = model.to(device, memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     images = torch.randn(batch_size, 3, size, size, device=device).to(memory_format=torch.channels_last)
     labels = torch.randint(0, 37, (batch_size,), device=device)
     for step in range(steps + 5):
         if step == 5:
-            torch.cuda.synchronize(device)
+            synchronize(device)
             start = time.perf_counter()
-        with torch.autocast("cuda", dtype=precision.dtype, enabled=precision.dtype is not None):
+        with torch.autocast(device.type, dtype=precision.dtype, enabled=precision.dtype is not None):
             loss = torch.nn.functional.cross_entropy(model(images).float(), labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-    torch.cuda.synchronize(device)
+    synchronize(device)
     return steps * batch_size / (time.perf_counter() - start)
 
 
