@@ -119,8 +119,7 @@ def test_built_ahead_hands_each_batch_over_safely_and_builds_the_next_first(fake
 
 def tiny_resnet_cfg(tmp_path, *overrides):
     return synthetic_cfg("resnet50_tricks", tmp_path, CUDA, size=64, per_class=2, overrides=[
-        "model.layers=[1, 1, 1, 1]", "model.width=8", "train.batch_size=16", "train.epochs=2",
-        "data.loader='device'", *overrides])
+        "train.batch_size=16", "train.epochs=2", "data.loader='device'", *overrides])
 
 
 @needs_gpu

@@ -43,20 +43,20 @@ def alternating(runs: dict, rounds: int) -> dict:
             for name, v in values.items()}
 
 
-def synthetic_cfg(config: str, workdir, device, size=224, per_class=28, overrides=()):
+def synthetic_cfg(config: str, workdir, device, size=224, per_class=28, overrides=(), test_per_class=2):
     """`config` on synthetic data in its dataset's real format under `workdir` (written once):
-    pets JPEGs of the release's sizes (`per_class` training images per breed, the assignment's
-    transforms at `size` px), or KMNIST idx files (10 * `per_class` per class); then `overrides`
-    ("key=value" strings), checked."""
+    pets JPEGs of the release's sizes (`per_class` training and `test_per_class` test images per
+    breed, the assignment's transforms at `size` px), or KMNIST idx files (10 * `per_class` per
+    class); then `overrides` ("key=value" strings), checked."""
     if load_config(config).data.name == "KMNIST":
         root = workdir / f"kmnist_{per_class}"
         if not root.exists():
             write_kmnist_idx(root, 10 * per_class, 20)
         cfg = load_config(config, base_overrides(root, device.type))
     else:
-        root = workdir / f"pets_{per_class}"
+        root = workdir / f"pets_{per_class}_{test_per_class}"
         if not root.exists():
-            write_pets(root, per_class, 2, size=None)
+            write_pets(root, per_class, test_per_class, size=None)
         cfg = pets_cfg(config, root, device, workdir / "cache", size)
     apply_overrides(cfg, overrides)
     check_values(cfg)
@@ -88,8 +88,7 @@ def busy_rows(workdir, device, rounds=5, per_class=28, size=224, bare_steps=50, 
               configs=(("resnet50_tricks", "ResNet50"), ("vgg16", "VGG16"))) -> dict:
     """The GPU's busy fraction through the Trainer for `configs` ((config, model name)) at `size`
     px (each STEP_VARIANT against `bare_steps` bare steps), ours (variant B) against torchvision's
-    resnet50, evaluation at the training batch and at 4x, and the step profiles before (eager)
-    and after (graph, built ahead): a dict for the JSON."""
+    resnet50, and the step profiles before (eager) and after (graph, built ahead): a dict for the JSON."""
     precision = resolve_precision("auto", device)
     result = {"rounds": rounds, "size": size, "images_per_epoch": per_class * len(CLASSES), "models": {}}
 
@@ -112,20 +111,6 @@ def busy_rows(workdir, device, rounds=5, per_class=28, size=224, bare_steps=50, 
     return result
 
 
-def _evaluation_rates(trainer, test_loader, rounds) -> dict:
-    """{batch size: alternating rates} of Trainer.evaluate at the training batch and at 4x it."""
-    batch = test_loader.batch_size
-    runs = {}
-    for size in (batch, 4 * batch):
-        def run(size=size):
-            test_loader.batch_size = size
-            return timed_evaluation(trainer)
-        runs[str(size)] = run
-    rates = alternating(runs, rounds)
-    test_loader.batch_size = batch
-    return {**rates, "images": split_size(test_loader)}
-
-
 def _model_rows(config, model_name, workdir, device, rounds, per_class, size, bare_rate, profile_steps_) -> dict:
     """busy_rows' figures of one (config, model name)."""
     cfg = synthetic_cfg(config, workdir, device, size, per_class, overrides=["data.loader='device'"])
@@ -136,6 +121,26 @@ def _model_rows(config, model_name, workdir, device, rounds, per_class, size, ba
     rates = alternating(runs, rounds)
     return {"images_per_second": rates,
             "fraction_of_bare": {name: rates[name]["median"] / rates["bare"]["median"] for name in STEP_VARIANTS},
-            "evaluation_images_per_second": _evaluation_rates(trainers["graph_built_ahead"], loaders.test, rounds),
             "profiles": {name: profile_steps(trainers[name], profile_steps_) for name in ("eager", "graph_built_ahead")},
             "loader": type(loaders.train).__name__}
+
+
+def evaluation_rows(workdir, device, rounds=5, batch_sizes=(64, 128, 256), test_per_class=20, size=224,
+                    configs=("resnet50_tricks", "vgg16")) -> dict:
+    """Images/s of Trainer.evaluate on `test_per_class` synthetic test JPEGs per breed at `size` px for
+    each of `configs`, the test loader batched by each of `batch_sizes` in alternating rounds
+    (scripts/benchmark.py --only eval): a dict for the JSON."""
+    result = {"rounds": rounds, "size": size, "models": {}}
+    for config in configs:
+        cfg = synthetic_cfg(config, workdir, device, size, 2, ["data.loader='device'"], test_per_class)
+        loaders = quiet(build_loaders, cfg)
+        trainer = quiet(Trainer, cfg, *loaders)
+
+        def run(batch_size):
+            loaders.test.batch_size = batch_size
+            return timed_evaluation(trainer)
+        rates = alternating({str(b): lambda b=b: run(b) for b in batch_sizes}, rounds)
+        result["models"][config] = {**rates, "images": split_size(loaders.test)}
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return result

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from executors.benchmark.busy import busy_rows
+from executors.benchmark.busy import busy_rows, evaluation_rows
 from executors.benchmark.workloads import gpu_rows, kmnist_mlp, pets_input, pets_train
 from utils.atomic_files import write_text_atomic
 from utils.errors import ConfigError, Interrupted
@@ -24,7 +24,8 @@ CPU_WORKLOADS = {
 }
 
 
-GPU_WORKLOADS = ("gpu", "busy")  # CUDA only: the 224 px rows (workloads.gpu_rows), the busy rows (busy.py)
+# CUDA only: the 224 px rows (workloads.gpu_rows), the busy rows and the evaluation batch sizes (busy.py)
+GPU_WORKLOADS = ("gpu", "busy", "eval")
 
 
 def machine(device) -> dict:
@@ -94,6 +95,12 @@ def measure(result, workdir, quick, device, only, out):
     if device.type == "cuda" and only and "busy" in only:  # named only: it takes minutes
         result["busy"] = busy_rows(workdir, device)
         print(format_busy(result["busy"]), flush=True)
+        save(result, out)
+    if device.type == "cuda" and only and "eval" in only:
+        result["eval"] = evaluation_rows(workdir, device)
+        for config, rates in result["eval"]["models"].items():
+            print(f"{config:<16} evaluation " + ", ".join(f"batch {b}: {rates[b]['median']:,.0f} img/s"
+                                                          for b in rates if b != "images"), flush=True)
 
 
 def format_busy(busy) -> str:
