@@ -139,7 +139,7 @@ def test_fewer_epochs_than_done_are_refused_naming_the_epochs_done(root, kept_ru
 
 def test_a_finished_run_says_so_and_writes_nothing(root, kept_run, capsys, monkeypatch):
     before = snapshot(kept_run)
-    monkeypatch.setattr("executors.trainer.Logger", lambda *args: pytest.fail("a tracker run was opened"))
+    monkeypatch.setattr("executors.run_folders.tracking.Logger", lambda *args: pytest.fail("a tracker run was opened"))
     capsys.readouterr()
     summary = train_experiment(load_config("mlp", overrides(root, kept_run.parent)), resume="auto")
     assert summary["epochs_completed"] == 2 and summary["best_test_accuracy"] > 0
