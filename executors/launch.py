@@ -2,6 +2,7 @@
 predict.py: executors/checkpoints/inference.py)."""
 import contextlib
 import copy
+import functools
 import os
 import signal
 import sys
@@ -14,6 +15,7 @@ from executors.checkpoints.resume import check_resumable, finished_note, finishe
 from executors.distributed import Processes, main_process_first, session
 from executors.preflight import preflight
 from executors.run_folders.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
+from executors.step_rate import training_step_rate
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import has_batch_norm
@@ -41,10 +43,12 @@ def _step_probe(trainer):
 def prepare_trainer(cfg, processes=Processes(), kept_threads=None) -> Trainer:
     """Loaders and Trainer for `cfg` (this process's share of the data when parallel); on the
     CPU also the thread count, printed: cfg.threads, else `kept_threads` (a resumed run's, from
-    its checkpoint), else utils.threads.default_threads."""
+    its checkpoint), else utils.threads.default_threads. A single-process run hands the loaders
+    a measure of its training step, with which data.loader='auto' may probe its paths on a GPU."""
+    step_rate = None if processes.parallel else functools.partial(training_step_rate, cfg)
     with main_process_first(processes):
         loaders = build_loaders(cfg, processes.rank, processes.world_size,
-                                drop_single_last=has_batch_norm(cfg.model_name, cfg.model))
+                                drop_single_last=has_batch_norm(cfg.model_name, cfg.model), step_rate=step_rate)
     trainer = Trainer(cfg, *loaders, val_loader=loaders.val, processes=processes)
     if trainer.device.type == "cpu":
         print(configure_threads(cfg.get("threads"), _step_probe(trainer), kept=kept_threads))

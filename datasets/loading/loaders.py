@@ -10,6 +10,9 @@ or on a GPU, when every split's transforms have batched versions and the splits 
 DEVICE_MEMORY_SHARE of the device's memory. Image files that do not take it (always on the
 CPU) take `cached`, measured fastest there (README, "Speed"), when their lists allow it and
 they fit DEVICE_MEMORY_SHARE of the RAM; otherwise `workers`, with a one-line note saying why.
+Image files that could take either on a CUDA GPU, in a single-process run given a `step_rate`,
+take the one a short measured probe predicts trains faster (loader_probe.py), the note giving
+both predicted rates.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
@@ -26,6 +29,7 @@ from datasets.loading.cached_items import CachedImages, NotCacheable, per_item_p
 from datasets.loading.device_data import device_memory_bytes, estimated_bytes, is_in_memory, split_tensors
 from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.item_seeds import EpochItems, SeededItems
+from datasets.loading.loader_probe import probe_choice
 from datasets.loading.splits import TRANSFORMS_OF, holdout_indices, subset, transform_specs
 from datasets.oxford_pet import OxfordIIITPet
 from datasets.transforms.batched_transforms import NotBatchable, split_prefix
@@ -180,10 +184,17 @@ def memory_refusal(data_cfg, datasets, device: torch.device):
     return None
 
 
-def choose_loader(cfg, datasets, device: torch.device):
+def _cached_path_refusal(data_cfg, datasets):
+    """Why the splits cannot take the cached path, their lists or the RAM, or None."""
+    return cached_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, torch.device("cpu"))
+
+
+def choose_loader(cfg, datasets, device: torch.device, step_rate=None, world_size=1):
     """(path: "device" | "cached" | "workers", reason: words for the note) for `datasets`
     {split: dataset} on `device`, as data.loader asks. A forced path the splits cannot take
-    raises its refusal (a ConfigError); an unknown data.loader is a ConfigError."""
+    raises its refusal (a ConfigError); an unknown data.loader is a ConfigError. `auto` probes
+    both paths (loader_probe.probe_choice) for image files either can take on a CUDA device when
+    `step_rate` (build_loaders) is given and `world_size` is 1."""
     choice, data_cfg = cfg.data.get("loader", "auto"), cfg.data
     if choice not in LOADERS:
         raise ConfigError(f"data.loader='{choice}' is not one of {', '.join(LOADERS)}.{did_you_mean(choice, LOADERS)}")
@@ -199,11 +210,15 @@ def choose_loader(cfg, datasets, device: torch.device):
     else:
         refusal = batched_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, device)
         if refusal is None:
+            if (files and device.type == "cuda" and step_rate is not None and world_size == 1
+                    and _cached_path_refusal(data_cfg, datasets) is None):
+                return probe_choice(cfg, datasets["train"], device, step_rate, make_loader,
+                                    worker_count(data_cfg.num_workers)[0])
             return "device", f"both splits fit in {device.type} memory as uint8"
         if not files:
             return "workers", str(refusal)
         not_device = refusal.problem
-    refusal = cached_refusal(data_cfg, datasets) or memory_refusal(data_cfg, datasets, torch.device("cpu"))
+    refusal = _cached_path_refusal(data_cfg, datasets)
     if refusal:
         return "workers", str(refusal)
     return "cached", f"{not_device}; the cached path measured fastest"
@@ -241,14 +256,16 @@ def _check_training_batches(loader, world_size) -> None:
                         "least 2 images.")
 
 
-def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
+def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False, step_rate=None) -> Loaders:
     """Loaders (train, test, val or None, class_names) on the path choose_loader takes, for
     process `rank` of `world_size` (each gets its share of every global batch of
     cfg.train.batch_size). With data.val_fraction > 0 the validation images are held out of
     the training split (split_datasets) and transformed as test images.
     data.num_workers is capped at the CPUs this process may use, with a note (worker_count).
     drop_single_last (for a model with BatchNorm): a last training batch that would give a
-    process one image is left out of each epoch, with a note.
+    process one image is left out of each epoch, with a note. step_rate: callable(num_classes,
+    device) -> callable(images [B, C, H, W] on device, labels [B]) -> images/s of training steps
+    (executors/step_rate.py), which lets `auto` probe the paths on a GPU (choose_loader); None: no probe.
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
@@ -260,7 +277,7 @@ def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False) -> Loaders:
         data_cfg.mean, data_cfg.std = [round(m, 6) for m in mean], [round(s, 6) for s in std]
         print(f"{data_cfg.name} training-set statistics for Normalize: mean={data_cfg.mean} std={data_cfg.std}")
     device = resolve_device(cfg.device)
-    path, reason = choose_loader(cfg, datasets, device)
+    path, reason = choose_loader(cfg, datasets, device, step_rate, world_size)
     workers, workers_note = worker_count(data_cfg.num_workers)
     loaders = {split: _split_loader(path, cfg, split, dataset, device, rank=rank, world_size=world_size,
                                     drop_single_last=drop_single_last)

@@ -1,0 +1,153 @@
+"""`data.loader='auto'` on a GPU: choose between the device path and the cached workers from a
+short measured probe of both at the run's batch size.
+
+The device path builds its batches on the GPU, which then runs them and the training steps one
+after the other, so its predicted training rate is 1 / (1 / device_input + 1 / step) images/s.
+The cached path's worker processes build batches on the CPU while the GPU trains, so its
+prediction is min(cached_input, step) (with data.num_workers=0 the main process builds them between
+steps: the device path's formula). The cached path is taken only when its prediction beats the
+device path's by more than CACHED_MARGIN: within it, or on a tie, the device path stays (no worker
+processes, and the choice `auto` made before the probe existed).
+
+The probe (probe_choice) builds throwaway loaders over the first few batches of the training
+split, times one pass of each after an untimed warm-up pass, and times a few training steps
+through the caller's `step_rate`. It forks torch's random streams (CPU and the GPU), so the run
+draws the same numbers as without it, and the run's own loaders are built afterwards, untouched.
+"""
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+
+from datasets.loading.cached_items import CachedImages, per_item_plan
+from datasets.loading.device_data import split_tensors
+from datasets.loading.device_loader import DeviceLoader
+from datasets.loading.splits import transform_specs
+from datasets.transforms.batched_transforms import split_prefix
+from datasets.transforms.building import build_transforms
+
+CACHED_MARGIN = 0.05  # the cached path must predict more than 5% faster training to be taken
+PROBE_BATCHES = 4  # timed batches of each path, rounded up to a multiple of the worker processes
+
+
+@dataclass(frozen=True)
+class ProbeRates:
+    """Measured rates, in images/s.
+
+    device_input: the device path building batches on the GPU (synchronised), nothing else running.
+    cached_input: the cached path's workers delivering batches, moved to the device.
+    step: training steps (forward, loss, backward, optimizer step) on a batch already on the device.
+    cached_in_parallel: the cached batches are built by worker processes (data.num_workers > 0),
+        alongside the steps; False: by the training process itself, between steps.
+    """
+
+    device_input: float
+    cached_input: float
+    step: float
+    cached_in_parallel: bool = True
+
+    def __post_init__(self):
+        for name in ("device_input", "cached_input", "step"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"ProbeRates.{name} must be a positive finite number of images/s, not {value}")
+
+
+def _serial(*rates) -> float:
+    """Images/s of work whose parts at `rates` images/s run one after the other."""
+    return 1 / sum(1 / rate for rate in rates)
+
+
+def _shown(rate: float) -> str:
+    """`rate` for the note: whole images/s with thousands separators, 3 significant digits below 100."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
+def prefer_loader(rates: ProbeRates):
+    """(path: "device" | "cached", reason: both predicted training rates) for measured `rates`
+    (see the module docstring for the rule)."""
+    device = _serial(rates.device_input, rates.step)
+    cached = min(rates.cached_input, rates.step) if rates.cached_in_parallel else _serial(rates.cached_input,
+                                                                                          rates.step)
+    reason = f"probe: device path ~{_shown(device)} img/s of training, cached workers ~{_shown(cached)} img/s"
+    if cached > device * (1 + CACHED_MARGIN):
+        return "cached", reason
+    return "device", reason + (f", within {CACHED_MARGIN:.0%}" if cached > device else "")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op off CUDA, where work runs as it is launched)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forked_rng(device: torch.device):
+    """A context in which torch's CPU generator and, on CUDA, `device`'s are put back as they were."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
+def _pass_rate(loader, device: torch.device):
+    """(images/s of one pass over `loader` with its batches moved to `device`, synchronised; the pass's
+    last batch on `device`), timed after an untimed warm-up pass (worker start-up, first kernels)."""
+    for _ in loader:
+        pass
+    synchronize(device)
+    start, images = time.perf_counter(), 0
+    for batch in loader:
+        batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+        images += len(batch["label"])
+    synchronize(device)
+    return images / (time.perf_counter() - start), batch
+
+
+def probe_rates(device_loader, cached_loader, step_rate, device: torch.device, cached_in_parallel=True) -> ProbeRates:
+    """ProbeRates of one pass over each throwaway loader (batches {"image": float [B, C, H, W],
+    "label": int64 [B]}) and of `step_rate`: callable(images [B, C, H, W] on `device`, labels [B]) ->
+    images/s of training steps, given the device path's last batch."""
+    with forked_rng(device):
+        device_input, batch = _pass_rate(device_loader, device)
+        cached_input, _ = _pass_rate(cached_loader, device)
+        step = step_rate(batch["image"], batch["label"])
+    return ProbeRates(device_input, cached_input, step, cached_in_parallel)
+
+
+def measure_paths(cfg, dataset, device: torch.device, step_rate, make_loader, workers: int) -> ProbeRates:
+    """ProbeRates of the training split `dataset` (image files) on `device` at cfg.train.batch_size.
+
+    Both throwaway loaders hold the split's first PROBE_BATCHES batches (rounded up to a multiple of
+    `workers`, so each worker builds whole batches), taken from its decoded cache (built here when
+    missing, as either path would).
+    step_rate: callable(num_classes, device) -> callable(images, labels) -> images/s (probe_rates).
+    make_loader: loaders.make_loader (handed in: loaders.py imports this module), which starts
+    `workers` worker processes (loaders.worker_count)."""
+    data_cfg, batch_size = cfg.data, cfg.train.batch_size
+    prefix, rest = split_prefix(transform_specs(data_cfg, "train"))
+    with forked_rng(device):  # building the decoded cache draws its DataLoader's seed
+        images, sizes, labels = split_tensors(dataset, prefix, data_cfg, torch.device("cpu"))
+    count = batch_size * max(workers, 1) * math.ceil(PROBE_BATCHES / max(workers, 1))
+    images, labels = images[:count], labels[:count]
+    sizes = sizes[:count] if sizes is not None else None
+    device_loader = DeviceLoader(images.to(device), labels.to(device),
+                                 build_transforms(rest, data_cfg.mean, data_cfg.std, family="batched"),
+                                 batch_size, shuffle=True, seed=cfg.seed, sizes=sizes)
+    transform, normalize = per_item_plan(rest, data_cfg.mean, data_cfg.std)
+    cached_loader = make_loader(CachedImages(images, sizes, labels, transform, "train"), cfg, "train",
+                                collate_fn=normalize)
+    return probe_rates(device_loader, cached_loader, step_rate(len(dataset.classes), device), device,
+                       cached_in_parallel=workers > 0)
+
+
+def probe_choice(cfg, dataset, device: torch.device, step_rate, make_loader, workers: int):
+    """(path, reason) of prefer_loader on measure_paths' rates (same arguments); when the probe raises
+    (a worker that cannot start, a GPU out of memory, ...) ("device", the failure in one line)."""
+    try:
+        return prefer_loader(measure_paths(cfg, dataset, device, step_rate, make_loader, workers))
+    except Exception as error:  # the run can still train on the path auto took before the probe
+        lines = str(error).strip().splitlines()
+        return "device", f"the loader probe failed ({type(error).__name__}: {lines[0] if lines else ''}); " \
+                         f"the device path, as without it"
+    finally:
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the throwaway model's and loaders' blocks, back to the run
