@@ -8,8 +8,9 @@ top_level_defaults = dict(
     seed=0,
     device="auto",  # auto | cpu | cuda | cuda:N | mps
     threads=None,  # CPU intra-op threads; None: set by the step's size, kept on resume (utils/threads.py)
-    # Test-time augmentation of evaluation (executors/tools/tta.py): none | flip | flip_crops.
-    eval=dict(tta="none"),
+    # Evaluation: test-time augmentation (executors/tools/tta.py): none | flip | flip_crops; the batch of
+    # the test and val splits (and scripts/evaluate.py), None: train.batch_size (docs/performance.md).
+    eval=dict(tta="none", batch_size=None),
 )
 
 validation_defaults = dict(  # of every data section

@@ -24,3 +24,6 @@ cfg = EasyDict(
     ),
     logger=EasyDict(copy.deepcopy(logger_defaults), experiment="OxfordIIITPet"),
 )
+# Evaluation needs no gradients or stored activations, so 4x the training batch fits where training
+# does, and on an H200 it evaluated 1.55x (ResNet-50) and 1.06x (VGG-16) faster than at 64.
+cfg.eval.batch_size = 256

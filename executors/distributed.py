@@ -58,9 +58,10 @@ def session(cfg):
     if not processes.parallel:
         yield processes
         return
-    if cfg.train.batch_size % processes.world_size:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch and must divide among "
-                          f"the {processes.world_size} processes: use a multiple of {processes.world_size}.")
+    for key, size in (("train.batch_size", cfg.train.batch_size), ("eval.batch_size", cfg.eval.get("batch_size"))):
+        if size is not None and size % processes.world_size:
+            raise ConfigError(f"{key}={size} is the global batch and must divide among the "
+                              f"{processes.world_size} processes: use a multiple of {processes.world_size}.")
     device = resolve_device(cfg.device)
     if device.type == "cuda":
         torch.cuda.set_device(processes.local_rank)

@@ -207,6 +207,30 @@ def test_device_test_batches_equal_the_workers_test_batches(kmnist_root, tmp_pat
     assert torch.equal(torch.cat([b["label"] for b in device]), torch.cat([b["label"] for b in workers]))
 
 
+@pytest.mark.parametrize("choice", ["device", "workers"])
+def test_test_and_val_splits_batch_at_eval_batch_size_and_training_at_train_batch_size(kmnist_root, tmp_path, choice):
+    loaders = datasets.loading.loaders.build_loaders(kmnist_cfg(
+        kmnist_root, tmp_path, "mlp_augment", f"data.loader='{choice}'", "eval.batch_size=128", "data.val_fraction=0.1"))
+    assert [len(b["label"]) for b in loaders.train][:2] == [64, 64] and len(loaders.train) == math.ceil(1800 / 64)
+    assert [len(b["label"]) for b in loaders.test] == [128, 128, 44]
+    assert [len(b["label"]) for b in loaders.val] == [128, 72]
+
+
+def test_evaluation_at_another_batch_size_counts_the_same(kmnist_root, tmp_path):
+    results = []
+    for size in (None, 256):
+        cfg = kmnist_cfg(kmnist_root, tmp_path, "mlp", f"eval.batch_size={size}", "threads=1")
+        results.append(Trainer(cfg, *datasets.loading.loaders.build_loaders(cfg)).evaluate())
+    assert torch.equal(results[0]["confusion"], results[1]["confusion"])
+    assert results[0]["accuracy"] == results[1]["accuracy"]
+    assert results[0]["loss"] == pytest.approx(results[1]["loss"], rel=1e-5)
+
+
+def test_a_bad_eval_batch_size_is_refused(kmnist_root, tmp_path):
+    with pytest.raises(ConfigError, match="eval.batch_size"):
+        kmnist_cfg(kmnist_root, tmp_path, "mlp", "eval.batch_size=0")
+
+
 def test_auto_falls_back_to_workers_naming_a_transform_without_a_batched_version(kmnist_root, tmp_path, capsys):
     cfg = kmnist_cfg(kmnist_root, tmp_path)
     cfg.data.transforms.train.insert(0, ("GaussianBlur", {"kernel_size": 3}))

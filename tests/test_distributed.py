@@ -80,10 +80,11 @@ def test_resume_under_ddp_from_checkpoints_of_any_process_count(kmnist_root, tmp
                 torch.testing.assert_close(tensor, expected[name], atol=1e-5, rtol=1e-4)
 
 
-def test_an_error_in_the_processes_stops_the_run_with_its_message(kmnist_root, tmp_path):
-    failed = train(kmnist_root, tmp_path, 2, "train.batch_size=33")
+@pytest.mark.parametrize("setting", ["train.batch_size=33", "eval.batch_size=33"])
+def test_an_error_in_the_processes_stops_the_run_with_its_message(kmnist_root, tmp_path, setting):
+    failed = train(kmnist_root, tmp_path, 2, setting)
     assert failed.returncode != 0
-    assert "must divide among the 2 processes" in failed.stderr
+    assert f"{setting} is the global batch and must divide among the 2 processes" in failed.stderr
     assert not (tmp_path / "mlp_base").exists()
 
 

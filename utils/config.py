@@ -126,7 +126,8 @@ def similar_keys(key: str, keys, n: int = 3) -> list:
         by_last.setdefault(candidate.rsplit(".", 1)[-1].lower(), []).append(candidate)
     meant = [name for name, aliases in SYNONYMS.items() if last == name or last in aliases]
     meant += difflib.get_close_matches(last, list(by_last), n=n, cutoff=0.75)
-    found = [candidate for name in meant for candidate in by_last.get(name, [])]
+    found = [candidate for name in meant  # of keys named alike (train.batch_size, eval.batch_size) train's first
+             for candidate in sorted(by_last.get(name, []), key=lambda dotted: not dotted.startswith("train."))]
     found = found or difflib.get_close_matches(key, list(keys), n=n, cutoff=0.6)
     return list(dict.fromkeys(found))[:n]
 

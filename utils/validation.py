@@ -255,4 +255,5 @@ RULES.update({
     "train.mix_prob": number(0, 1, optional=True),
     "train.mix_switch_prob": number(0, 1, optional=True),
     "eval.tta": one_of("none", "flip", "flip_crops"),
+    "eval.batch_size": whole(1, optional=True),
 })

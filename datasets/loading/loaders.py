@@ -121,6 +121,11 @@ def worker_count(requested: int):
                   f"{cpus} worker processes are started")
 
 
+def split_batch_size(cfg, split: str) -> int:
+    """The global batch of `split`: train.batch_size for "train", else eval.batch_size (None: the same)."""
+    return cfg.train.batch_size if split == "train" else cfg.eval.get("batch_size") or cfg.train.batch_size
+
+
 def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, collate_fn=None, drop_single_last=False):
     """DataLoader over `dataset` for process `rank` of `world_size`, with its share of the
     global batch and data.num_workers worker processes (at most usable_cpus()); the training
@@ -129,7 +134,7 @@ def make_loader(dataset, cfg, split, batch_size=None, rank=0, world_size=1, coll
     collate_fn None: torch's default (stacks the items' tensors). drop_single_last: leave out a
     last training batch of one image (see EpochItems)."""
     workers, _ = worker_count(cfg.data.num_workers)
-    per_process = (batch_size or cfg.train.batch_size) // world_size
+    per_process = (batch_size or split_batch_size(cfg, split)) // world_size
     sampler = EpochItems(len(dataset), cfg.seed, shuffle=split == "train", rank=rank, world_size=world_size,
                          batch_size=per_process, drop_single_last=drop_single_last)
     return EpochDataLoader(SeededItems(dataset), batch_size=per_process,
@@ -234,7 +239,8 @@ def _split_loader(path, cfg, split, dataset, device, **share):
     if path == "device":
         images, sizes, labels = split_tensors(dataset, prefix, data_cfg, device)
         return DeviceLoader(images, labels, build_transforms(rest, data_cfg.mean, data_cfg.std, family="batched"),
-                            cfg.train.batch_size, shuffle=split == "train", seed=cfg.seed, sizes=sizes, **share)
+                            split_batch_size(cfg, split), shuffle=split == "train", seed=cfg.seed, sizes=sizes,
+                            **share)
     if path == "cached":
         transform, normalize = per_item_plan(rest, data_cfg.mean, data_cfg.std)
         images, sizes, labels = split_tensors(dataset, prefix, data_cfg, torch.device("cpu"))

@@ -121,7 +121,8 @@ def _model_rows(config, model_name, workdir, device, rounds, per_class, size, ba
     rates = alternating(runs, rounds)
     return {"images_per_second": rates,
             "fraction_of_bare": {name: rates[name]["median"] / rates["bare"]["median"] for name in STEP_VARIANTS},
-            "profiles": {name: profile_steps(trainers[name], profile_steps_) for name in ("eager", "graph_built_ahead")},
+            "profiles": {name: profile_steps(trainers[name], profile_steps_)
+                         for name in ("eager", "graph_built_ahead")},
             "loader": type(loaders.train).__name__}
 
 

@@ -113,7 +113,8 @@ def format_busy(busy) -> str:
             continue
         for name, rate in model["images_per_second"].items():
             fraction = model["fraction_of_bare"].get(name)
-            lines.append(f"{config:<16} {name:<18} {rate['median']:>8,.0f} img/s ({rate['min']:,.0f}-{rate['max']:,.0f})"
+            spread = f"({rate['min']:,.0f}-{rate['max']:,.0f})"
+            lines.append(f"{config:<16} {name:<18} {rate['median']:>8,.0f} img/s {spread}"
                          + (f"  {fraction:.2f} of bare" if fraction is not None else ""))
     versus = busy["ours_vs_torchvision"]
     lines.append(f"ours (B) {versus['ours_b']['median']:,.0f} vs torchvision {versus['torchvision']['median']:,.0f} "

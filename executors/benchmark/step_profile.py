@@ -159,7 +159,8 @@ def reading(profile: dict, cuda: bool = True) -> str:
     top = sorted(profile["gpu_ms"].items(), key=lambda item: -item[1])[:3]
     phases = ", ".join(f"{phase} {ms:.1f} ms" for phase, ms in top)
     if not cuda:
-        return f"on the CPU every phase is the host's own work ({host:.1f} of {wall:.1f} ms per step); largest: {phases}"
+        return (f"on the CPU every phase is the host's own work ({host:.1f} of {wall:.1f} ms per step); "
+                f"largest: {phases}")
     if host >= 0.9 * wall and gpu < 0.9 * wall:
         verdict = f"host-bound: the host needs {host:.1f} of the {wall:.1f} ms per step, the GPU works {gpu:.1f}"
     else:
