@@ -39,7 +39,7 @@ train_defaults = EasyDict(
     amp="auto",  # auto | bf16 | fp16 | off (auto: bf16 on GPUs of compute capability 8.0+, fp16 below, off on CPU)
     compile=False,  # True: torch.compile the model for training (falls back to eager, with a note, if it fails)
     # True: on a CUDA device replay each training step from a CUDA graph where it can be captured
-    # (bf16 or fp32, no compile, one process; executors/graphed_step.py), else eager steps with a note.
+    # (bf16 or fp32, no compile, one process; executors/step/graphed.py), else eager steps with a note.
     cuda_graph=True,
     sync_bn=False,  # under torchrun: BatchNorm statistics over all processes' shares (SyncBatchNorm)
     max_nonfinite_steps=50,  # stop (exit 1) after this many consecutive NaN/inf losses; None: never

@@ -15,7 +15,7 @@ from executors.checkpoints.resume import check_resumable, finished_note, finishe
 from executors.distributed import Processes, main_process_first, session
 from executors.preflight import preflight
 from executors.run_folders.run_dir import claim_run_dir, interruption_note, resume_checkpoint, run_dir_lock
-from executors.step_rate import training_step_rate
+from executors.step.rate import training_step_rate
 from executors.trainer import Trainer
 from logs.Logger import check_logger_config
 from models.registry import has_batch_norm

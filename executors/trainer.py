@@ -8,7 +8,7 @@ confusion matrices. Optional: a weight EMA (executors/tools/ema.py), mixup/cutmi
 batches (executors/tools/mixing.py) and test-time augmentation scored beside the plain evaluation
 (executors/tools/tta.py). A run resumed from last.pt ends with the weights of an uninterrupted one
 on the CPU. A step never waits for the GPU (metrics are read back in groups:
-executors/step_metrics.py). Under torchrun every process runs this loop on its share of each
+executors/step/metrics.py). Under torchrun every process runs this loop on its share of each
 batch through DistributedDataParallel (executors/distributed.py); only the main one writes.
 """
 import time
@@ -19,10 +19,8 @@ from torch import nn
 
 from executors.checkpoints.checkpoint import load_checkpoint, save_checkpoint
 from executors.checkpoints.trainer_state import restore_trainer, trainer_state
-from executors.compiled import TrainingForward
 from executors.distributed import Processes, all_reduce_sum, broadcast_from_main, data_parallel
 from executors.evaluation import batch_to_device, evaluate_epoch, evaluate_model
-from executors.graphed_step import graphed_step, refusal
 from executors.optim import build_optimizer, build_scheduler
 from executors.run_folders.progress import EpochProgress, describe_device, epoch_line, eta_seconds
 from executors.run_folders.run_dir import BEST, LAST
@@ -30,7 +28,9 @@ from executors.run_folders.run_figures import save_augmentation_preview, save_co
 from executors.run_folders.run_files import (epoch_notes, epoch_row, run_summary, step_row, tracker_metrics,
                                              write_history, write_summary)
 from executors.run_folders.tracking import tracked_run
-from executors.step_metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
+from executors.step.compiled import TrainingForward
+from executors.step.graphed import graphed_step, refusal
+from executors.step.metrics import STEP_KEYS, StepMetrics, parameters_finite, scaled_optimizer_step
 from executors.tools.ema import WeightEma, select
 from executors.tools.mixing import make_mixer, mix_generator, training_criterion
 from executors.tools.overfit_batch import overfit_first_batch
@@ -119,7 +119,7 @@ class Trainer:
 
     def _forward_backward(self, images, targets):
         """One eager optimisation step on `images` and `targets` (see _forward): forward, backward, optimizer
-        step. A compiled model's first step that raises is redone eagerly (compiled.py).
+        step. A compiled model's first step that raises is redone eagerly (step/compiled.py).
         Returns (loss: fp32 0-d, logits [B, classes], skipped: 0-d bool or None: scaled_optimizer_step)."""
         try:
             loss, logits = self._forward(images, targets)
@@ -131,7 +131,7 @@ class Trainer:
         return loss.detach(), logits.detach(), self._optimizer_step()
 
     def _step(self, images, targets):
-        """_forward_backward, replayed from a CUDA graph where train.cuda_graph allows (graphed_step.py)."""
+        """_forward_backward, replayed from a CUDA graph where train.cuda_graph allows (step/graphed.py)."""
         if self.graphed is not None:
             return self.graphed(images, targets)
         return self._forward_backward(images, targets)

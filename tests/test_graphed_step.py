@@ -1,4 +1,4 @@
-"""CUDA-graph training steps (executors/graphed_step.py) and batches built ahead on a side stream
+"""CUDA-graph training steps (executors/step/graphed.py) and batches built ahead on a side stream
 (datasets/loading/side_stream.py): when each is used, what happens when capture fails (with the
 CUDA calls replaced on the CPU), and on a GPU that they train and batch exactly as eager steps."""
 import contextlib
@@ -9,7 +9,7 @@ import torch
 from datasets.loading.loaders import build_loaders
 from datasets.loading.side_stream import built_ahead
 from executors.benchmark.busy import synthetic_cfg
-from executors.graphed_step import WARMUP_STEPS, GraphedStep, graphed_step, refusal
+from executors.step.graphed import WARMUP_STEPS, GraphedStep, graphed_step, refusal
 from executors.trainer import Trainer
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")

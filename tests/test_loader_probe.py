@@ -1,7 +1,7 @@
 """data.loader='auto' on a GPU (datasets/loading/loader_probe.py): the decision on supplied rates,
 choose_loader taking the probe's answer only where it applies, a failed probe, the probe on the CPU
 leaving the run's random streams and processes as they were, the step measure
-(executors/step_rate.py) that prepare_trainer hands the loaders, and on a GPU the real probe end to end."""
+(executors/step/rate.py) that prepare_trainer hands the loaders, and on a GPU the real probe end to end."""
 import math
 import multiprocessing
 
@@ -16,7 +16,7 @@ from datasets.loading.cached_items import CachedImages
 from datasets.loading.item_seeds import dataset_of
 from datasets.loading.loader_probe import ProbeRates, measure_paths, prefer_loader
 from datasets.loading.loaders import build_loaders, choose_loader, make_loader, split_datasets
-from executors.step_rate import training_step_rate
+from executors.step.rate import training_step_rate
 from tests.test_device_loader import kmnist_cfg, kmnist_root, loader_notes, pets_cfg  # noqa: F401
 
 GPU = torch.device("cuda")  # only named on the CPU: choose_loader asks it nothing but its memory, patched here

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from executors.step_metrics import StepMetrics, batch_balanced_accuracy
+from executors.step.metrics import StepMetrics, batch_balanced_accuracy
 from executors.trainer import Trainer
 from tests.synthetic_data import prototype_loaders
 from utils.config import load_config

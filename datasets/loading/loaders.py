@@ -271,7 +271,7 @@ def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False, step_rate=N
     drop_single_last (for a model with BatchNorm): a last training batch that would give a
     process one image is left out of each epoch, with a note. step_rate: callable(num_classes,
     device) -> callable(images [B, C, H, W] on device, labels [B]) -> images/s of training steps
-    (executors/step_rate.py), which lets `auto` probe the paths on a GPU (choose_loader); None: no probe.
+    (executors/step/rate.py), which lets `auto` probe the paths on a GPU (choose_loader); None: no probe.
 
     When data.mean/std are None they are computed from the training images (what
     show_statistic prints) and written into cfg, so the saved config records them.
