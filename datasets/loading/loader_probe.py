@@ -1,19 +1,23 @@
 """`data.loader='auto'` on a GPU: choose between the device path and the cached workers from a
-short measured probe of both at the run's batch size.
+short measured probe of both at the run's batch size, each counted as images/s of training.
 
-The device path builds its batches on the GPU, which then runs them and the training steps one
-after the other, so its predicted training rate is 1 / (1 / device_input + 1 / step) images/s.
-The cached path's worker processes build batches on the CPU while the GPU trains, so its
-prediction is min(cached_input, step) (with data.num_workers=0 the main process builds them between
-steps: the device path's formula). The cached path is taken only when its prediction beats the
-device path's by more than CACHED_MARGIN: within it, or on a tie, the device path stays (no worker
-processes, and the choice `auto` made before the probe existed).
+The device path builds its batches on the GPU, where they share the GPU with the training steps
+(partly overlapping them: the next batch is built on a side stream), so its rate is measured
+directly: training steps fed by the device path. The cached path's worker processes build batches
+on the CPU while the GPU trains, so its rate is predicted as min(cached_input, step), from the
+rate at which the workers deliver batches and that of steps on a batch already on the GPU (with
+data.num_workers=0 the main process builds them between steps: 1 / (1/cached_input + 1/step)).
+The cached path is taken only when it beats the device path by more than CACHED_MARGIN: within
+it, or on a tie, the device path stays (no worker processes, and the choice `auto` made before
+the probe existed).
 
 The probe (probe_choice) builds throwaway loaders over the first few batches of the training
-split, times one pass of each after an untimed warm-up pass, and times a few training steps
-through the caller's `step_rate`. It forks torch's random streams (CPU and the GPU), so the run
-draws the same numbers as without it, and the run's own loaders are built afterwards, untouched.
+split, times one pass of the cached one after an untimed warm-up pass, and times training steps
+through the caller's `step_rate` (a throwaway model, replayed from a CUDA graph where the run's
+would be). It forks torch's random streams (CPU and the GPU), so the run draws the same numbers as
+without it, and the run's own loaders are built afterwards, untouched.
 """
+import itertools
 import math
 import time
 from dataclasses import dataclass
@@ -35,28 +39,23 @@ PROBE_BATCHES = 4  # timed batches of each path, rounded up to a multiple of the
 class ProbeRates:
     """Measured rates, in images/s.
 
-    device_input: the device path building batches on the GPU (synchronised), nothing else running.
+    device_training: training steps fed by the device path (batches built on the GPU).
     cached_input: the cached path's workers delivering batches, moved to the device.
-    step: training steps (forward, loss, backward, optimizer step) on a batch already on the device.
+    step: training steps on a batch already on the device.
     cached_in_parallel: the cached batches are built by worker processes (data.num_workers > 0),
         alongside the steps; False: by the training process itself, between steps.
     """
 
-    device_input: float
+    device_training: float
     cached_input: float
     step: float
     cached_in_parallel: bool = True
 
     def __post_init__(self):
-        for name in ("device_input", "cached_input", "step"):
+        for name in ("device_training", "cached_input", "step"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"ProbeRates.{name} must be a positive finite number of images/s, not {value}")
-
-
-def _serial(*rates) -> float:
-    """Images/s of work whose parts at `rates` images/s run one after the other."""
-    return 1 / sum(1 / rate for rate in rates)
 
 
 def _shown(rate: float) -> str:
@@ -65,12 +64,14 @@ def _shown(rate: float) -> str:
 
 
 def prefer_loader(rates: ProbeRates):
-    """(path: "device" | "cached", reason: both predicted training rates) for measured `rates`
-    (see the module docstring for the rule)."""
-    device = _serial(rates.device_input, rates.step)
-    cached = min(rates.cached_input, rates.step) if rates.cached_in_parallel else _serial(rates.cached_input,
-                                                                                          rates.step)
-    reason = f"probe: device path ~{_shown(device)} img/s of training, cached workers ~{_shown(cached)} img/s"
+    """(path: "device" | "cached", reason: both training rates) for measured `rates` (see the module
+    docstring for the rule)."""
+    device = rates.device_training
+    if rates.cached_in_parallel:
+        cached = min(rates.cached_input, rates.step)
+    else:
+        cached = 1 / (1 / rates.cached_input + 1 / rates.step)
+    reason = f"probe: device path {_shown(device)} img/s of training, cached workers ~{_shown(cached)} img/s"
     if cached > device * (1 + CACHED_MARGIN):
         return "cached", reason
     return "device", reason + (f", within {CACHED_MARGIN:.0%}" if cached > device else "")
@@ -103,14 +104,15 @@ def _pass_rate(loader, device: torch.device):
 
 
 def probe_rates(device_loader, cached_loader, step_rate, device: torch.device, cached_in_parallel=True) -> ProbeRates:
-    """ProbeRates of one pass over each throwaway loader (batches {"image": float [B, C, H, W],
-    "label": int64 [B]}) and of `step_rate`: callable(images [B, C, H, W] on `device`, labels [B]) ->
-    images/s of training steps, given the device path's last batch."""
+    """ProbeRates of the throwaway loaders (batches {"image": float [B, C, H, W], "label": int64 [B]}
+    of one shape) and `step_rate`: callable(iterator of batches on `device`) -> images/s of training
+    steps (executors/step/rate.py), fed first by passes over the device loader, then by its first
+    batch over and over."""
     with forked_rng(device):
-        device_input, batch = _pass_rate(device_loader, device)
         cached_input, _ = _pass_rate(cached_loader, device)
-        step = step_rate(batch["image"], batch["label"])
-    return ProbeRates(device_input, cached_input, step, cached_in_parallel)
+        device_training = step_rate(itertools.chain.from_iterable(itertools.repeat(device_loader)))
+        step = step_rate(itertools.repeat(next(iter(device_loader))))
+    return ProbeRates(device_training, cached_input, step, cached_in_parallel)
 
 
 def measure_paths(cfg, dataset, device: torch.device, step_rate, make_loader, workers: int) -> ProbeRates:
@@ -119,7 +121,7 @@ def measure_paths(cfg, dataset, device: torch.device, step_rate, make_loader, wo
     Both throwaway loaders hold the split's first PROBE_BATCHES batches (rounded up to a multiple of
     `workers`, so each worker builds whole batches), taken from its decoded cache (built here when
     missing, as either path would).
-    step_rate: callable(num_classes, device) -> callable(images, labels) -> images/s (probe_rates).
+    step_rate: callable(num_classes, device) -> callable(batches) -> images/s (probe_rates).
     make_loader: loaders.make_loader (handed in: loaders.py imports this module), which starts
     `workers` worker processes (loaders.worker_count)."""
     data_cfg, batch_size = cfg.data, cfg.train.batch_size

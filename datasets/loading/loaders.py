@@ -11,8 +11,8 @@ DEVICE_MEMORY_SHARE of the device's memory. Image files that do not take it (alw
 CPU) take `cached`, measured fastest there (README, "Speed"), when their lists allow it and
 they fit DEVICE_MEMORY_SHARE of the RAM; otherwise `workers`, with a one-line note saying why.
 Image files that could take either on a CUDA GPU, in a single-process run given a `step_rate`,
-take the one a short measured probe predicts trains faster (loader_probe.py), the note giving
-both predicted rates.
+take the one a short measured probe finds trains faster (loader_probe.py), the note giving
+both training rates.
 
 With `data.val_fraction` > 0 a stratified share of the training split, fixed by
 `data.val_seed` (None: the run's seed), becomes a third split, "val", evaluated with the
@@ -270,7 +270,7 @@ def build_loaders(cfg, rank=0, world_size=1, drop_single_last=False, step_rate=N
     data.num_workers is capped at the CPUs this process may use, with a note (worker_count).
     drop_single_last (for a model with BatchNorm): a last training batch that would give a
     process one image is left out of each epoch, with a note. step_rate: callable(num_classes,
-    device) -> callable(images [B, C, H, W] on device, labels [B]) -> images/s of training steps
+    device) -> callable(iterator of batches on device) -> images/s of training steps on them
     (executors/step/rate.py), which lets `auto` probe the paths on a GPU (choose_loader); None: no probe.
 
     When data.mean/std are None they are computed from the training images (what
