@@ -73,7 +73,7 @@ class Trainer:
         self.model, trained = data_parallel(self.model, processes, self.device, sync_bn)  # evaluated, saved; trained
         self.forward = TrainingForward(trained, cfg.train.compile)  # what a training step calls
         self.graphed = graphed_step(cfg.train.get("cuda_graph", False), self.device, self.optimizer,  # None: eager
-                                    lambda images, targets: self._forward_backward(images, targets),
+                                    lambda images, targets: self._forward_backward(images, targets),  # late-bound
                                     refusal(self.device, self.precision.use_scaler, self.forward.compiled is not None,
                                             processes.parallel))
         self.reduce = all_reduce_sum if processes.parallel else None  # sums evaluation counts over processes

@@ -92,6 +92,18 @@ def uses_channels_last(model_name: str, device: torch.device) -> bool:
     return device.type == "cuda" and model_name != "MLP"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on `device` (a no-op off CUDA, where work runs as it is launched)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def forked_rng(device: torch.device):
+    """A context in which torch's CPU generator and, on CUDA, `device`'s are put back as they were."""
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    return torch.random.fork_rng(devices=cuda)
+
+
 def configure_backends(device: torch.device) -> None:
     """On CUDA, let cuDNN time the convolution algorithms once per input shape and keep the fastest."""
     if device.type == "cuda":

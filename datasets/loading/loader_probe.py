@@ -30,6 +30,7 @@ from datasets.loading.device_loader import DeviceLoader
 from datasets.loading.splits import transform_specs
 from datasets.transforms.batched_transforms import split_prefix
 from datasets.transforms.building import build_transforms
+from utils.runtime import forked_rng, synchronize
 
 CACHED_MARGIN = 0.05  # the cached path must predict more than 5% faster training to be taken
 PROBE_BATCHES = 4  # timed batches of each path, rounded up to a multiple of the worker processes
@@ -75,18 +76,6 @@ def prefer_loader(rates: ProbeRates):
     if cached > device * (1 + CACHED_MARGIN):
         return "cached", reason
     return "device", reason + (f", within {CACHED_MARGIN:.0%}" if cached > device else "")
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the work queued on `device` (a no-op off CUDA, where work runs as it is launched)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def forked_rng(device: torch.device):
-    """A context in which torch's CPU generator and, on CUDA, `device`'s are put back as they were."""
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    return torch.random.fork_rng(devices=cuda)
 
 
 def _pass_rate(loader, device: torch.device):

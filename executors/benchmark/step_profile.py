@@ -17,7 +17,8 @@ import time
 
 import torch
 
-from executors.benchmark.workloads import synchronize, timed_epoch
+from executors.benchmark.workloads import timed_epoch
+from utils.runtime import synchronize
 
 EAGER_PHASES = ("input", "to_device", "forward", "backward", "optimizer", "after_step")
 GRAPHED_PHASES = ("input", "to_device", "graphed_step", "after_step")

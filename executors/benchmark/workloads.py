@@ -25,7 +25,7 @@ from executors.benchmark.baseline import ArrayImages, ImageFiles, template_input
 from executors.trainer import Trainer
 from models.registry import build_model
 from utils.config import load_config
-from utils.runtime import resolve_precision
+from utils.runtime import resolve_precision, synchronize
 from utils.threads import candidate_counts
 
 PETS_TRAIN, PETS_TEST = 3680, 3669  # images in the official splits, for per-epoch times
@@ -148,8 +148,7 @@ def pets_input(workdir, quick, device, size=224, loader="auto"):
             for batch in train_loader:
                 batch["image"].to(device, non_blocking=True)
                 seen += len(batch["label"])
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+            synchronize(device)
         return seen, time.perf_counter() - start
     ours()  # warm-up: worker start-up, kernel selection
     baseline_loader = template_loader(template_pets_files(cfg, size), cfg.train.batch_size, cfg.data.num_workers)
@@ -186,12 +185,6 @@ def pets_train(workdir, quick, device, model_name, size, compile_model=False, ba
     return row(name, ours, baseline or fastest(template, device), PETS_TRAIN, precision=precision.name,
                batch_size=cfg.train.batch_size, workers=cfg.data.num_workers,
                ours_eval_images_per_second=timed_evaluation(trainer))
-
-
-def synchronize(device) -> None:
-    """Wait for the device's queued work (a no-op on the CPU, where work runs as it is launched)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def compute_only(model, device, precision, batch_size=64, size=224, steps=50):

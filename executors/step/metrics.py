@@ -46,7 +46,7 @@ class StepMetrics:
     def __init__(self, num_classes: int, device: torch.device):
         self.num_classes = num_classes
         self.dtype = torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-        self._pending = []  # per step: (loss 0-d, predictions [B], labels [B], skipped 0-d bool or None) on the device
+        self._pending = []  # per step on the device: (loss 0-d, predictions [B], labels [B], skipped 0-d bool)
         self._host = []  # per step: (global step, lr, batch size), known on the host
         self._never_skipped = torch.zeros((), dtype=torch.bool, device=device)
         self.nonfinite_streak, self.nonfinite_since = 0, None  # consecutive NaN/inf losses, first step
@@ -75,10 +75,12 @@ class StepMetrics:
             by_size.setdefault(labels.shape[0], []).append(index)
         order, tables = [], []
         for indices in by_size.values():
-            loss, predictions, labels, skipped = (torch.stack(column) for column in zip(*(self._pending[i] for i in indices)))
+            steps = (self._pending[i] for i in indices)
+            loss, predictions, labels, skipped = (torch.stack(column) for column in zip(*steps))  # [S], [S, B], ...
             tables.append(torch.stack([
                 loss.to(self.dtype), (predictions == labels).sum(dim=1).to(self.dtype),
-                batch_balanced_accuracy(labels, predictions, self.num_classes, self.dtype), skipped.to(self.dtype)], dim=1))
+                batch_balanced_accuracy(labels, predictions, self.num_classes, self.dtype),
+                skipped.to(self.dtype)], dim=1))
             order += indices
         values = torch.cat(tables).tolist()
         ordered = [None] * len(order)

@@ -14,13 +14,12 @@ import time
 import torch
 from torch.nn import functional as F
 
-from datasets.loading.loader_probe import forked_rng, synchronize
 from executors.optim import build_optimizer
 from executors.step.graphed import WARMUP_STEPS as GRAPH_WARMUP_STEPS
 from executors.step.graphed import GraphedStep, refusal
 from executors.step.metrics import scaled_optimizer_step
 from models.registry import build_model
-from utils.runtime import configure_backends, resolve_precision, uses_channels_last
+from utils.runtime import configure_backends, forked_rng, resolve_precision, synchronize, uses_channels_last
 
 WARMUP_STEPS = 2  # eager: cuDNN's algorithm search and the allocator's first blocks
 TIMED_STEPS = 4
@@ -35,7 +34,7 @@ def training_step_rate(cfg, num_classes: int, device: torch.device):
     builds a new model and keeps nothing afterwards."""
     precision = resolve_precision(cfg.train.amp, device)
     channels_last = uses_channels_last(cfg.model_name, device)
-    graphed = cfg.train.get("cuda_graph", False) and refusal(device, precision.use_scaler, False, False) is None
+    graphed = _graphed(cfg, device)
 
     def measure(batches) -> float:
         configure_backends(device)  # as the Trainer will: cuDNN picks its fastest algorithms
@@ -74,7 +73,10 @@ def training_step_rate(cfg, num_classes: int, device: torch.device):
 def warmup_steps(cfg, device: torch.device) -> int:
     """Untimed steps before training_step_rate's timed ones: with a CUDA graph its warm-up steps,
     the capture and one replay; else WARMUP_STEPS."""
-    precision = resolve_precision(cfg.train.amp, device)
-    if cfg.train.get("cuda_graph", False) and refusal(device, precision.use_scaler, False, False) is None:
-        return GRAPH_WARMUP_STEPS + 2
-    return WARMUP_STEPS
+    return GRAPH_WARMUP_STEPS + 2 if _graphed(cfg, device) else WARMUP_STEPS
+
+
+def _graphed(cfg, device: torch.device) -> bool:
+    """Whether the Trainer of a single-process, uncompiled run of `cfg` replays its steps from a CUDA graph."""
+    use_scaler = resolve_precision(cfg.train.amp, device).use_scaler
+    return bool(cfg.train.get("cuda_graph", False)) and refusal(device, use_scaler, False, False) is None
